@@ -1,0 +1,239 @@
+//! Identifier newtypes shared by every layer: parsed once, never bare strings.
+//!
+//! * [`PresentityUri`] — the normalised `sip:user@host` a PUBLISH or SUBSCRIBE addresses
+//!   (Kamailio's `pres_uri`), compared per `sip_uri_match`.
+//! * [`EventKey`] — an event package as the registry names it (`presence`, `dialog;sla`).
+//! * [`ETag`] — an entity tag of one publication (RFC 3903 §4.1), unguessable.
+//! * [`DialogId`] — Call-ID + remote (watcher) tag + local tag of a subscription dialog.
+//! * [`NodeId`] — a cluster node's configured name.
+
+use std::fmt;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// How the user part of a URI is compared (`[presence] sip_uri_match`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UriMatch {
+    /// `sip_uri_match = 0`: the user part is case-sensitive (host never is, RFC 3261 §19.1.4).
+    #[default]
+    CaseSensitive,
+    /// `sip_uri_match = 1`: the whole URI is compared case-insensitively.
+    CaseInsensitive,
+}
+
+/// A presentity: `scheme:user@host`, without port, parameters or headers, as Kamailio builds
+/// `pres_uri` from the Request-URI. The host is always lower-cased; the user part too when
+/// [`UriMatch::CaseInsensitive`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PresentityUri(String);
+
+impl PresentityUri {
+    /// Builds the normalised form from its parts.
+    pub fn from_parts(scheme: &str, user: Option<&str>, host: &str, mode: UriMatch) -> Self {
+        let scheme = scheme.to_ascii_lowercase();
+        let host = host.to_ascii_lowercase();
+        let s = match user {
+            Some(u) if mode == UriMatch::CaseInsensitive => {
+                format!("{scheme}:{}@{host}", u.to_ascii_lowercase())
+            }
+            Some(u) => format!("{scheme}:{u}@{host}"),
+            None => format!("{scheme}:{host}"),
+        };
+        PresentityUri(s)
+    }
+
+    /// Parses a URI string (`sip:alice@Example.COM:5060;transport=udp` or with `<>`) and
+    /// normalises it. `None` when it has no scheme or host.
+    pub fn parse(uri: &str, mode: UriMatch) -> Option<Self> {
+        let uri = uri.trim();
+        let uri = uri
+            .strip_prefix('<')
+            .and_then(|u| u.split('>').next())
+            .unwrap_or(uri);
+        let (scheme, rest) = uri.split_once(':')?;
+        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') {
+            return None;
+        }
+        let rest = rest.split([';', '?', '>']).next().unwrap_or("");
+        let (user, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u.split(':').next().unwrap_or(u)), h),
+            None => (None, rest),
+        };
+        let host = if let Some(v6) = hostport.strip_prefix('[') {
+            format!("[{}]", v6.split(']').next().unwrap_or(""))
+        } else {
+            hostport.split(':').next().unwrap_or("").to_string()
+        };
+        if host.is_empty() || host == "[]" || user == Some("") {
+            return None;
+        }
+        Some(Self::from_parts(scheme, user, &host, mode))
+    }
+
+    /// The normalised URI text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The user part, if any.
+    pub fn user(&self) -> Option<&str> {
+        let rest = self.0.split_once(':').map(|(_, r)| r)?;
+        rest.rsplit_once('@').map(|(u, _)| u)
+    }
+
+    /// The host part.
+    pub fn host(&self) -> &str {
+        let rest = self.0.split_once(':').map(|(_, r)| r).unwrap_or(&self.0);
+        rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest)
+    }
+}
+
+impl fmt::Display for PresentityUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event package name as registered (`presence`, `presence.winfo`, `dialog;sla`,
+/// `message-summary`). Lower-case; `dialog;sla` keeps its parameter because Kamailio treats
+/// it as a package of its own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EventKey(String);
+
+impl EventKey {
+    /// An event key from a registered package name.
+    pub fn new(name: &str) -> Self {
+        EventKey(name.trim().to_ascii_lowercase())
+    }
+
+    /// The package name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An entity tag (RFC 3903 §4.1): 128 random bits, hex, so that no ETag can be guessed from
+/// any other and none repeats across restarts or nodes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ETag(String);
+
+impl ETag {
+    /// Mints a fresh ETag from the thread's CSPRNG.
+    pub fn mint() -> Self {
+        ETag(random_hex(16))
+    }
+
+    /// An ETag as received in SIP-If-Match (opaque token, any value).
+    pub fn from_wire(s: &str) -> Self {
+        ETag(s.trim().to_string())
+    }
+
+    /// The tag text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A subscription dialog (RFC 3261 §12): Call-ID, the watcher's tag (From-tag of the
+/// SUBSCRIBE) and our tag (To-tag we minted).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DialogId {
+    /// Call-ID of the dialog.
+    pub call_id: String,
+    /// The watcher's tag (From-tag of the SUBSCRIBE).
+    pub remote_tag: String,
+    /// Our tag (To-tag of our 2xx; From-tag of our NOTIFYs).
+    pub local_tag: String,
+}
+
+impl fmt::Display for DialogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{};{};{}", self.call_id, self.remote_tag, self.local_tag)
+    }
+}
+
+/// A local tag for a new dialog: 64 random bits, hex.
+pub fn mint_tag() -> String {
+    random_hex(8)
+}
+
+/// A Via branch for a request we send (RFC 3261 §8.1.1.7 magic cookie + 64 random bits).
+pub fn mint_branch() -> String {
+    format!("z9hG4bK{}", random_hex(8))
+}
+
+/// A node's name in the cluster (`[node] id`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// A node id from configuration.
+    pub fn new(id: &str) -> Self {
+        NodeId(id.to_string())
+    }
+
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = [0u8; 32];
+    let buf = &mut buf[..bytes.min(32)];
+    rand::rng().fill_bytes(buf);
+    let mut s = String::with_capacity(buf.len() * 2);
+    for b in buf.iter() {
+        s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
+        s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presentity_uri_normalises_host_port_and_params() {
+        let u = PresentityUri::parse("<sip:Alice@Example.COM:5060;transport=udp>", UriMatch::CaseSensitive)
+            .unwrap();
+        assert_eq!(u.as_str(), "sip:Alice@example.com");
+        assert_eq!(u.user(), Some("Alice"));
+        assert_eq!(u.host(), "example.com");
+        let v = PresentityUri::parse("sip:Alice@example.com", UriMatch::CaseInsensitive).unwrap();
+        assert_eq!(v.as_str(), "sip:alice@example.com");
+        assert!(PresentityUri::parse("alice", UriMatch::CaseSensitive).is_none());
+        assert!(PresentityUri::parse("sip:@", UriMatch::CaseSensitive).is_none());
+        let w = PresentityUri::parse("sip:bob@[::1]:5070", UriMatch::CaseSensitive).unwrap();
+        assert_eq!(w.as_str(), "sip:bob@[::1]");
+    }
+
+    #[test]
+    fn etags_are_unique_and_long() {
+        let a = ETag::mint();
+        let b = ETag::mint();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 32);
+        assert!(mint_branch().starts_with("z9hG4bK"));
+    }
+}
