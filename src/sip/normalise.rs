@@ -1,0 +1,244 @@
+//! The header-section normaliser: turns the lines after the start line into
+//! `(canonical name, value)` pairs, whatever spelling the sender used.
+//!
+//! It accepts what RFC 3261 §7.3 allows and rsip 0.4.0 does not: compact names (§7.3.3:
+//! `i m e l c f s k t v`, RFC 6665 `o` = Event and `u` = Allow-Events, plus `r b x j a d y`),
+//! folded continuation lines (leading SP/HTAB, §7.3.1), whitespace before the colon
+//! (`Name : value`), bare-LF line ends, and names in any letter case.
+//!
+//! Invariants: names of known headers come out in one canonical spelling (a `&'static str`);
+//! unknown names are kept as received. Nothing is copied unless a line was folded: names
+//! and values borrow the input. A line that is not `token ":" value` is skipped and flagged
+//! in [`HeaderSection::malformed`], so the caller can still salvage the good lines.
+
+use std::borrow::Cow;
+
+use super::headers::is_token;
+
+/// Canonical spelling of every header this crate knows by name.
+const KNOWN: &[&str] = &[
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "CSeq",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "Identity",
+    "In-Reply-To",
+    "MIME-Version",
+    "Max-Forwards",
+    "Min-Expires",
+    "Organization",
+    "Priority",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Retry-After",
+    "Route",
+    "SIP-ETag",
+    "SIP-If-Match",
+    "Server",
+    "Session-Expires",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "WWW-Authenticate",
+    "Warning",
+];
+
+/// One header line after normalisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RawHeader<'a> {
+    /// Canonical name (see [`canonical_name`]).
+    pub(crate) name: Cow<'a, str>,
+    /// Value with surrounding whitespace trimmed; folded lines joined by one space.
+    pub(crate) value: Cow<'a, str>,
+}
+
+/// The header section split into headers, in received order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HeaderSection<'a> {
+    /// Every well-formed header line.
+    pub(crate) headers: Vec<RawHeader<'a>>,
+    /// True when at least one line was not `token ":" value`.
+    pub(crate) malformed: bool,
+}
+
+/// The long form of a compact header name (RFC 3261 §7.3.3, RFC 6665 §8.2).
+fn expand_compact(c: u8) -> Option<&'static str> {
+    Some(match c.to_ascii_lowercase() {
+        b'i' => "Call-ID",
+        b'm' => "Contact",
+        b'e' => "Content-Encoding",
+        b'l' => "Content-Length",
+        b'c' => "Content-Type",
+        b'f' => "From",
+        b's' => "Subject",
+        b'k' => "Supported",
+        b't' => "To",
+        b'v' => "Via",
+        b'o' => "Event",
+        b'u' => "Allow-Events",
+        b'r' => "Refer-To",
+        b'b' => "Referred-By",
+        b'x' => "Session-Expires",
+        b'j' => "Reject-Contact",
+        b'a' => "Accept-Contact",
+        b'd' => "Request-Disposition",
+        b'y' => "Identity",
+        _ => return None,
+    })
+}
+
+/// The canonical name of a header: compact forms expanded, known names in their standard
+/// spelling (`call-id` → `Call-ID`), unknown names unchanged.
+pub(crate) fn canonical_name(name: &str) -> Cow<'_, str> {
+    if let [c] = name.as_bytes() {
+        if let Some(long) = expand_compact(*c) {
+            return Cow::Borrowed(long);
+        }
+    }
+    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Borrowed(name),
+    }
+}
+
+/// Splits a header section (the text between the start line and the blank line).
+pub(crate) fn split_headers(section: &str) -> HeaderSection<'_> {
+    let mut out = HeaderSection {
+        headers: Vec::with_capacity(16),
+        malformed: false,
+    };
+    // Whether the last line pushed a header that a continuation line may extend.
+    let mut last_ok = false;
+    for line in section.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            match out.headers.last_mut() {
+                Some(h) if last_ok => {
+                    let more = line.trim_matches([' ', '\t']);
+                    if !more.is_empty() {
+                        let v = h.value.to_mut();
+                        if !v.is_empty() {
+                            v.push(' ');
+                        }
+                        v.push_str(more);
+                    }
+                }
+                _ => out.malformed = true,
+            }
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            out.malformed = true;
+            last_ok = false;
+            continue;
+        };
+        let name = name.trim_end_matches([' ', '\t']);
+        if !is_token(name) {
+            out.malformed = true;
+            last_ok = false;
+            continue;
+        }
+        out.headers.push(RawHeader {
+            name: canonical_name(name),
+            value: Cow::Borrowed(value.trim_matches([' ', '\t'])),
+        });
+        last_ok = true;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(section: &str) -> Vec<(String, String)> {
+        split_headers(section)
+            .headers
+            .into_iter()
+            .map(|h| (h.name.into_owned(), h.value.into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn expands_compact_and_canonicalises_names() {
+        let p =
+            pairs("i: abc\r\nV: SIP/2.0/UDP h\r\ncall-id: x\r\no: presence\r\nu: a\r\nX-Foo: 1");
+        let names: Vec<_> = p.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Call-ID",
+                "Via",
+                "Call-ID",
+                "Event",
+                "Allow-Events",
+                "X-Foo"
+            ]
+        );
+        assert_eq!(canonical_name("sip-etag"), "SIP-ETag");
+        assert_eq!(canonical_name("l"), "Content-Length");
+        assert_eq!(canonical_name("q"), "q");
+    }
+
+    #[test]
+    fn unfolds_continuations_and_accepts_space_before_colon_and_lf() {
+        let p = pairs("Subject : hello\n  world\n\tagain\nTo:<sip:a@b>");
+        assert_eq!(p[0], ("Subject".into(), "hello world again".into()));
+        assert_eq!(p[1], ("To".into(), "<sip:a@b>".into()));
+    }
+
+    #[test]
+    fn borrows_when_nothing_is_folded() {
+        let s = split_headers("Via: SIP/2.0/UDP h\r\nTo: <sip:a@b>\r\n");
+        assert!(!s.malformed);
+        assert!(s
+            .headers
+            .iter()
+            .all(|h| matches!((&h.name, &h.value), (Cow::Borrowed(_), Cow::Borrowed(_)))));
+    }
+
+    #[test]
+    fn flags_malformed_lines_but_keeps_good_ones() {
+        let s = split_headers("no colon here\r\nTo: x\r\nBad Name: y\r\n folded-after-bad");
+        assert!(s.malformed);
+        assert_eq!(s.headers.len(), 1);
+        assert_eq!(s.headers[0].value, "x");
+        assert!(split_headers(" leading continuation").malformed);
+    }
+}
