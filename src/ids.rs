@@ -52,7 +52,11 @@ impl PresentityUri {
             .and_then(|u| u.split('>').next())
             .unwrap_or(uri);
         let (scheme, rest) = uri.split_once(':')?;
-        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') {
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+        {
             return None;
         }
         let rest = rest.split([';', '?', '>']).next().unwrap_or("");
@@ -215,8 +219,11 @@ mod tests {
 
     #[test]
     fn presentity_uri_normalises_host_port_and_params() {
-        let u = PresentityUri::parse("<sip:Alice@Example.COM:5060;transport=udp>", UriMatch::CaseSensitive)
-            .unwrap();
+        let u = PresentityUri::parse(
+            "<sip:Alice@Example.COM:5060;transport=udp>",
+            UriMatch::CaseSensitive,
+        )
+        .unwrap();
         assert_eq!(u.as_str(), "sip:Alice@example.com");
         assert_eq!(u.user(), Some("Alice"));
         assert_eq!(u.host(), "example.com");

@@ -1,1 +1,101 @@
-fn main() {}
+//! The `presenced` binary: parses the command line, sets up logging, runs a node in an actix
+//! System until SIGTERM/SIGINT. Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use presenced::config::{self, Config, LogFormat};
+
+/// A clustered SIP presence server (Kamailio's presence module as a standalone node).
+#[derive(Parser, Debug)]
+#[command(name = "presenced", version, about)]
+struct Cli {
+    /// Run with this configuration file (every key optional; see config/presenced.toml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Only check this configuration file and print a summary.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(path) = cli.check_config {
+        return match config::check(&path) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("presenced: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let cfg = match cli.config {
+        Some(path) => match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("presenced: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    init_logging(&cfg);
+    let system = actix::System::new();
+    let result = system.block_on(async {
+        let node = presenced::node::start(&cfg).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        node.shutdown(Duration::from_millis(500)).await;
+        Ok::<(), presenced::node::StartError>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("presenced: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,1 +1,270 @@
-//! placeholder
+//! The composition root: binds the sockets, builds the shared context, starts one Arbiter
+//! per core with the registry shards on them, wires the router into the transports, and
+//! shuts everything down in order.
+//!
+//! Start order: refuse unsupported configuration → bind SIP sockets → shards → listeners.
+//! Shutdown order: stop the listeners (no new input) → give in-flight transactions a bounded
+//! moment to answer → stop the arbiters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::watch;
+
+use crate::actors::context::{NodeCtx, PublishRules};
+use crate::actors::router::Router;
+use crate::actors::shard::Shard;
+use crate::config::{self, Config};
+use crate::presence::expires::{ExpiresRules, MinExpiresAction};
+use crate::presence::package::PackageRegistry;
+use crate::presence::publication::{OrderField, RetrieveOrder, SortDir};
+use crate::presence::request::IngressRules;
+use crate::presence::subscription::SubscriptionRules;
+use crate::transaction::Timers;
+use crate::transport::{
+    spawn_tcp_listener, spawn_udp_listener, Dispatch, SipSender, TcpConnections, TcpLimits,
+};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration asks for something this build does not do yet.
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+    /// A SIP socket could not be bound.
+    #[error("cannot bind SIP {proto} listener on {addr}: {source}")]
+    Bind {
+        /// udp / tcp.
+        proto: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// No listener configured.
+    #[error("no usable [sip] listen address")]
+    NoListener,
+}
+
+/// A running node: its bound addresses, and the way to stop it.
+pub struct NodeHandle {
+    /// The bound UDP address of the first UDP listener.
+    pub udp_addr: Option<SocketAddr>,
+    /// The bound TCP address of the first TCP listener.
+    pub tcp_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    arbiters: Vec<Arbiter>,
+}
+
+impl NodeHandle {
+    /// Stops intake, waits up to `grace` for in-flight answers, stops the worker arbiters.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        tokio::time::sleep(grace.min(Duration::from_secs(5))).await;
+        for a in &self.arbiters {
+            a.stop();
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+/// Starts a node inside the current actix System with the built-in packages.
+pub async fn start(cfg: &Config) -> Result<NodeHandle, StartError> {
+    start_with(cfg, PackageRegistry::with_builtin()).await
+}
+
+/// Starts a node with the given package registry (built-ins plus an embedder's own).
+pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeHandle, StartError> {
+    let unsupported = cfg.unsupported();
+    if !unsupported.is_empty() {
+        return Err(StartError::Unsupported(unsupported.join("; ")));
+    }
+    for p in cfg.noop_parameters() {
+        tracing::info!(
+            parameter = p,
+            "[presence] parameter has no effect in presenced"
+        );
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    // Sockets first, so that a bind error stops the start before anything runs.
+    let mut udp_sockets = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    for l in &cfg.sip.listen {
+        match l.proto {
+            config::Proto::Udp => {
+                let s = std::net::UdpSocket::bind(l.addr)
+                    .and_then(|s| s.set_nonblocking(true).map(|_| s))
+                    .map_err(|source| StartError::Bind {
+                        proto: "udp",
+                        addr: l.addr,
+                        source,
+                    })?;
+                udp_sockets.push(s);
+            }
+            config::Proto::Tcp => {
+                let s = tokio::net::TcpListener::bind(l.addr)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        proto: "tcp",
+                        addr: l.addr,
+                        source,
+                    })?;
+                tcp_listeners.push(s);
+            }
+        }
+    }
+    if udp_sockets.is_empty() && tcp_listeners.is_empty() {
+        return Err(StartError::NoListener);
+    }
+    let udp_addr = udp_sockets.first().and_then(|s| s.local_addr().ok());
+    let tcp_addr = tcp_listeners.first().and_then(|s| s.local_addr().ok());
+    let udp_send = match udp_sockets.first() {
+        Some(s) => Some(s.try_clone().map_err(|source| StartError::Bind {
+            proto: "udp",
+            addr: udp_addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+            source,
+        })?),
+        None => None,
+    };
+    let p = &cfg.presence;
+    let limits = &cfg.limits;
+    let tcp = TcpConnections::new(TcpLimits {
+        max_message_size: cfg.sip.max_message_size,
+        max_connections: limits.max_tcp_connections,
+        idle_timeout: Duration::from_secs(limits.tcp_idle_timeout.max(1)),
+    });
+    let server = format!("presenced/{}", env!("CARGO_PKG_VERSION"));
+    let sender = SipSender::new(udp_send, tcp.clone(), server, tcp_addr);
+    let server_address = p.server_address.clone().unwrap_or_else(|| {
+        // Derived from the first listen address, with the port actually bound.
+        let first = cfg.sip.listen[0];
+        let bound = match first.proto {
+            config::Proto::Udp => udp_addr,
+            config::Proto::Tcp => tcp_addr,
+        };
+        config::ListenAddr {
+            proto: first.proto,
+            addr: bound.unwrap_or(first.addr),
+        }
+        .sip_uri()
+    });
+
+    let timers = Timers::default();
+    let ctx = Arc::new(NodeCtx {
+        node_id: cfg.node.id.clone(),
+        packages,
+        ingress: IngressRules {
+            expires: ExpiresRules {
+                max: p.max_expires,
+                min: p.min_expires,
+                action: match p.min_expires_action {
+                    config::MinExpiresAction::Reply423 => MinExpiresAction::Reply423,
+                    config::MinExpiresAction::Raise => MinExpiresAction::Raise,
+                },
+            },
+            uri_match: p.sip_uri_match,
+            max_body: limits.max_body_size,
+            sender_header: cfg.sip.sender_header.clone(),
+            watcher_uri_header: cfg.sip.watcher_uri_header.clone(),
+            priority_header: p.xavp_cfg.clone(),
+        },
+        publish: PublishRules {
+            expires_offset: p.expires_offset,
+            force_delete: p.force_delete,
+            max_publications: limits.max_publications_per_presentity,
+            order: retrieve_order(p),
+        },
+        subscription: SubscriptionRules {
+            cseq_offset: p.cseq_offset,
+            timeout_rm_subs: p.timeout_rm_subs,
+            send_fast_notify: p.send_fast_notify,
+            timers,
+        },
+        remove_match_full: p.subs_remove_match == config::SubsRemoveMatch::Dialog,
+        delete_same_subs: p.delete_same_subs,
+        max_subscriptions: limits.max_subscriptions_per_presentity,
+        mailbox_size: limits.mailbox_size,
+        max_transactions: (limits.max_server_transactions / p.pres_shards()).max(64),
+        retry_after: limits.retry_after,
+        server_address,
+        timers,
+        sender: sender.clone(),
+    });
+
+    // One Arbiter per core; shards spread over them round-robin.
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+    let shards: Vec<Addr<Shard>> = (0..p.pres_shards())
+        .map(|i| {
+            let c = ctx.clone();
+            Shard::start_in_arbiter(&arbiters[i % cores].handle(), move |_| Shard::new(i, c))
+        })
+        .collect();
+    let router: Arc<dyn Dispatch> = Arc::new(Router::new(
+        shards,
+        p.sip_uri_match,
+        sender.clone(),
+        limits.retry_after,
+    ));
+    tcp.set_dispatch(router.clone());
+
+    for s in udp_sockets {
+        let local = s.local_addr().ok();
+        match tokio::net::UdpSocket::from_std(s) {
+            Ok(sock) => spawn_udp_listener(
+                sock,
+                cfg.sip.max_message_size,
+                router.clone(),
+                sender.clone(),
+                shutdown_rx.clone(),
+            ),
+            Err(e) => tracing::error!(addr = ?local, error = %e, "UDP listener not started"),
+        }
+    }
+    for l in tcp_listeners {
+        spawn_tcp_listener(l, tcp.clone(), sender.clone(), shutdown_rx.clone());
+    }
+    tracing::info!(
+        node = %cfg.node.id,
+        udp = ?udp_addr,
+        tcp = ?tcp_addr,
+        server_address = %ctx.server_address,
+        shards = p.pres_shards(),
+        arbiters = cores,
+        storage = "memory (subs_db_mode = 0, publ_cache = 2)",
+        "presenced listening"
+    );
+    Ok(NodeHandle {
+        udp_addr,
+        tcp_addr,
+        shutdown,
+        arbiters,
+    })
+}
+
+fn retrieve_order(p: &config::PresenceConfig) -> RetrieveOrder {
+    if p.retrieve_order == config::RetrieveOrder::ReceivedTime {
+        return RetrieveOrder::NewestFirst;
+    }
+    RetrieveOrder::By(
+        p.retrieve_order_by
+            .iter()
+            .map(|k| {
+                let field = match k.field {
+                    config::OrderField::Priority => OrderField::Priority,
+                    config::OrderField::ReceivedTime => OrderField::ReceivedTime,
+                };
+                let dir = match k.direction {
+                    config::SortDirection::Asc => SortDir::Asc,
+                    config::SortDirection::Desc => SortDir::Desc,
+                };
+                (field, dir)
+            })
+            .collect(),
+    )
+}

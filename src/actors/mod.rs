@@ -1,1 +1,47 @@
-//! placeholder
+//! The actor layer: thin actix shells that each own one core value and interpret its effects.
+//!
+//! # Actor map
+//!
+//! * [`shard::Shard`] — 2^`pres_htable_size` of them, spread over one Arbiter per core. A
+//!   shard owns the server-transaction table of the requests routed to it, the registry of
+//!   its presentity actors and subscription dialogs, and the ingress checks. Routing
+//!   ([`router::Router`]): an out-of-dialog request goes to the shard of its presentity's
+//!   hash; an in-dialog request and a NOTIFY response go to the shard encoded in our tag
+//!   (`<random>-<shard>`). So everything about one presentity — its shard, its presentity
+//!   actor and all its subscription actors — lives on one thread: the chatty pairs never
+//!   cross threads.
+//! * [`presentity::PresentityActor`] — one per (presentity URI, event). Owns the
+//!   [`crate::presence::presentity::Presentity`] (its publications), the composed document,
+//!   and the set of its local subscriptions. Every PUBLISH, expiry and SUBSCRIBE of that
+//!   presentity is serialised by its mailbox: no ETag races.
+//! * [`subscription::SubscriptionActor`] — one per dialog. Owns the
+//!   [`crate::presence::subscription::Subscription`]; sends NOTIFYs (one in flight, the rest
+//!   coalesced), handles in-dialog SUBSCRIBEs and NOTIFY responses.
+//!
+//! # Runtime semantics
+//!
+//! * **Ordering**: messages from one sender to one actor are delivered in order (actix
+//!   mailboxes are FIFO). A shard's messages to an actor therefore arrive before the shard's
+//!   `Stop`.
+//! * **Backpressure**: messages caused by network input are sent with `try_send`; a full
+//!   mailbox (`[limits] mailbox_size`) is answered with 503 + Retry-After. `do_send` is used
+//!   only for internal messages whose count is bounded by state (fan-out to existing
+//!   subscriptions, responses, registration).
+//! * **Stopping**: an actor never stops on its own while the shard may still route to it.
+//!   A presentity actor with no publications and no subscriptions reports `Idle` with the
+//!   number of shard messages it has handled; the shard removes it and sends `Stop` only if
+//!   it has sent no message since (counts equal). A terminated subscription reports
+//!   `DialogGone`; the shard removes it (new in-dialog requests then get 481) and sends
+//!   `Stop`. So no message routed by a shard is ever lost in a stopping mailbox.
+//! * **Crash**: a panic in a handler kills that actor only; the shard sees the mailbox
+//!   closed on the next `try_send`, forgets the address and answers 500 + Retry-After (the
+//!   state of a crashed actor is lost in memory-only mode; persistence re-creates it).
+//! * **Time**: actors read the clock once per message ([`crate::clock::now`]) and pass it to
+//!   the core; timers are one `run_later` per actor for the core's `next_deadline`.
+
+pub mod context;
+pub mod messages;
+pub mod presentity;
+pub mod router;
+pub mod shard;
+pub mod subscription;

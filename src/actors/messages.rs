@@ -1,0 +1,180 @@
+//! Every message between actors, in one place: the inter-actor protocol.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::shard::Shard;
+use super::subscription::SubscriptionActor;
+use crate::ids::{EventKey, PresentityUri};
+use crate::presence::package::Body;
+use crate::presence::request::{PublishRequest, Rejection};
+use crate::presence::subscription::DialogState;
+use crate::sip::{OutResponse, Request};
+use crate::transaction::TransactionKey;
+use crate::transport::{Inbound, SipSender, Source};
+
+/// The way back for one server transaction: whoever holds it answers the request once.
+pub struct Reply {
+    pub(crate) key: TransactionKey,
+    pub(crate) dest: Source,
+    pub(crate) req: Arc<Request>,
+    pub(crate) shard: Addr<Shard>,
+    pub(crate) sender: SipSender,
+}
+
+impl Reply {
+    /// The request being answered.
+    pub fn request(&self) -> &Request {
+        &self.req
+    }
+
+    /// A response skeleton for the request (Via, From, To, Call-ID, CSeq copied).
+    pub fn response(&self, status: u16, reason: &str) -> OutResponse {
+        OutResponse::to(&self.req, status, reason, self.dest.addr)
+    }
+
+    /// Sends `resp` now, and has the shard record it so that a retransmitted request gets
+    /// the same response again.
+    pub fn send(self, resp: OutResponse) {
+        let bytes = resp.encode(self.sender.server_header());
+        // Recorded before it leaves: a retransmission provoked by this very response then
+        // finds it in the shard's table (the shard's mailbox is FIFO).
+        self.shard.do_send(Record {
+            key: self.key,
+            status: resp.status(),
+            bytes: bytes.clone(),
+        });
+        self.sender.send_response(&self.dest, bytes);
+    }
+
+    /// Answers with a rejection.
+    pub fn reject(self, rej: &Rejection) {
+        let mut resp = self.response(rej.status, &rej.reason);
+        for (n, v) in &rej.headers {
+            resp = resp.header(n, v.clone());
+        }
+        self.send(resp);
+    }
+}
+
+/// A parsed message for a shard (from the router).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToShard(pub Inbound);
+
+/// A response that was sent, to record in the transaction table.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Record {
+    pub(crate) key: TransactionKey,
+    pub(crate) status: u16,
+    pub(crate) bytes: bytes::Bytes,
+}
+
+/// A new subscription actor is running under `tag`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterDialog {
+    /// Our tag.
+    pub tag: String,
+    /// Its address.
+    pub addr: Addr<SubscriptionActor>,
+    /// Presentity and Call-ID (for `delete_same_subs`).
+    pub same_key: (PresentityUri, String),
+}
+
+/// A subscription is over: forget it and stop it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DialogGone {
+    /// Our tag.
+    pub tag: String,
+    /// Presentity and Call-ID (for `delete_same_subs`).
+    pub same_key: (PresentityUri, String),
+}
+
+/// A new subscription with the same presentity and Call-ID replaces this one
+/// (`delete_same_subs = 1`): end without a NOTIFY.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replaced;
+
+/// A presentity actor holds nothing; it may be stopped if the shard sent nothing since.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PresentityIdle {
+    /// Its key.
+    pub key: (PresentityUri, EventKey),
+    /// How many shard messages it has handled.
+    pub handled: u64,
+}
+
+/// A PUBLISH for a presentity actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    /// The checked request.
+    pub req: PublishRequest,
+    /// Where the answer goes.
+    pub reply: Reply,
+}
+
+/// A new subscription to a presentity actor: it creates the subscription actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch {
+    /// The dialog.
+    pub dialog: DialogState,
+    /// Where the 200 goes.
+    pub reply: Reply,
+}
+
+/// A subscription left its presentity.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unwatch {
+    /// Our tag of the dialog.
+    pub tag: String,
+}
+
+/// Stop now (sent by the shard after it forgot the actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// An in-dialog SUBSCRIBE.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Refresh {
+    /// CSeq number.
+    pub cseq: u32,
+    /// Decided expiry in seconds.
+    pub expires: u32,
+    /// Where the answer goes.
+    pub reply: Reply,
+}
+
+/// The presentity's composed document changed.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct StateChanged {
+    /// The new document (`None`: no state).
+    pub body: Option<Body>,
+}
+
+/// A response to one of our NOTIFYs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifyResponse {
+    /// CSeq number it answers.
+    pub cseq: u32,
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Call-ID of the response.
+    pub call_id: String,
+    /// To-tag of the response (the watcher's tag).
+    pub remote_tag: Option<String>,
+}

@@ -1,0 +1,216 @@
+//! [`PresentityActor`]: one per (presentity URI, event). Owns the publications
+//! ([`Presentity`]), the composed document, and its local subscriptions; fans every change
+//! out to them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::context::NodeCtx;
+use super::messages::*;
+use super::shard::Shard;
+use super::subscription::SubscriptionActor;
+use crate::clock::{self, Timestamp};
+use crate::ids::{EventKey, PresentityUri};
+use crate::presence::package::{Body, EventPackage};
+use crate::presence::presentity::Presentity;
+use crate::presence::publication::PublishInput;
+use crate::sip::headers::SipETag;
+
+struct Watcher {
+    addr: Addr<SubscriptionActor>,
+    uri: PresentityUri,
+}
+
+/// The actor of one presentity and event package.
+pub struct PresentityActor {
+    core: Presentity,
+    pkg: Arc<dyn EventPackage>,
+    ctx: Arc<NodeCtx>,
+    /// The composed document, recomputed once per change.
+    composed: Option<Body>,
+    watchers: HashMap<String, Watcher>,
+    /// Shard messages handled (see the Idle protocol in [`crate::actors`]).
+    handled: u64,
+    timer: Option<(Timestamp, SpawnHandle)>,
+    shard: Addr<Shard>,
+}
+
+impl PresentityActor {
+    /// Starts the actor of (`uri`, `event`) on the current arbiter.
+    pub fn start_for(
+        uri: PresentityUri,
+        event: EventKey,
+        ctx: Arc<NodeCtx>,
+        shard: Addr<Shard>,
+    ) -> Addr<Self> {
+        let pkg = match ctx.packages.find(&event) {
+            Some(p) => p,
+            // The shard only routes events it found in the registry, and packages are never
+            // removed, so this cannot miss.
+            None => unreachable!("presentity actor for an unregistered event {event}"),
+        };
+        let mailbox = ctx.mailbox_size;
+        PresentityActor::create(move |c| {
+            c.set_mailbox_capacity(mailbox);
+            PresentityActor {
+                core: Presentity::new(uri, event),
+                pkg,
+                ctx,
+                composed: None,
+                watchers: HashMap::new(),
+                handled: 0,
+                timer: None,
+                shard,
+            }
+        })
+    }
+
+    fn recompose(&mut self) {
+        self.composed = self
+            .core
+            .compose(self.pkg.as_ref(), &self.ctx.publish.order);
+    }
+
+    /// Sends the composed document to every watcher except `skip`.
+    fn fan_out(&self, skip: Option<&PresentityUri>) {
+        let msg = StateChanged {
+            body: self.composed.clone(),
+        };
+        for w in self.watchers.values() {
+            if skip == Some(&w.uri) {
+                continue;
+            }
+            w.addr.do_send(msg.clone());
+        }
+    }
+
+    /// Re-arms the expiry timer and reports idleness after every message.
+    fn after_message(&mut self, ctx: &mut Context<Self>) {
+        let next = self.core.next_expiry();
+        if self.timer.as_ref().map(|t| t.0) != next {
+            if let Some((_, h)) = self.timer.take() {
+                ctx.cancel_future(h);
+            }
+            if let Some(at) = next {
+                let delay = clock::now().until(at);
+                let h = ctx.run_later(delay, |this, ctx| {
+                    this.timer = None;
+                    this.on_expiry_timer();
+                    this.after_message(ctx);
+                });
+                self.timer = Some((at, h));
+            }
+        }
+        if self.core.is_empty() && self.watchers.is_empty() {
+            self.shard.do_send(PresentityIdle {
+                key: (self.core.uri().clone(), self.core.event().clone()),
+                handled: self.handled,
+            });
+        }
+    }
+
+    fn on_expiry_timer(&mut self) {
+        let expired = self.core.expire(clock::now());
+        if expired.is_empty() {
+            return;
+        }
+        tracing::debug!(presentity = %self.core.uri(), count = expired.len(), "publications expired");
+        self.recompose();
+        if !self.ctx.publish.force_delete {
+            self.fan_out(None);
+        }
+    }
+}
+
+impl Actor for PresentityActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Publish> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        let now = clock::now();
+        let Publish { req, reply } = msg;
+        let input = PublishInput {
+            if_match: req.if_match,
+            expires: req.expires,
+            body: req.body,
+            priority: req.priority,
+            origin: self.ctx.node_id.clone(),
+        };
+        let max = self.ctx.publish.max_publications;
+        match self.core.publish(now, self.pkg.as_ref(), input, max) {
+            Ok(out) => {
+                let expires = out.expires.saturating_sub(self.ctx.publish.expires_offset);
+                let resp = reply
+                    .response(200, "OK")
+                    .header("SIP-ETag", SipETag::new(&out.etag).to_string())
+                    .header("Expires", expires.to_string());
+                reply.send(resp);
+                if out.changed {
+                    self.recompose();
+                    self.fan_out(req.sender.as_ref());
+                }
+            }
+            Err(e) => {
+                let mut resp = reply.response(e.status_code(), &e.reason_phrase());
+                if let crate::presence::publication::PublishError::UnsupportedMediaType { accept } =
+                    &e
+                {
+                    resp = resp.header("Accept", accept.clone());
+                }
+                if e.status_code() == 503 {
+                    resp = resp.header("Retry-After", self.ctx.retry_after.to_string());
+                }
+                reply.send(resp);
+            }
+        }
+        self.after_message(ctx);
+    }
+}
+
+impl Handler<Watch> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Watch, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        if self.watchers.len() >= self.ctx.max_subscriptions {
+            let resp = msg.reply.response(403, "Too Many Subscriptions");
+            msg.reply.send(resp);
+            self.after_message(ctx);
+            return;
+        }
+        let tag = msg.dialog.id.local_tag.clone();
+        let uri = msg.dialog.watcher.clone();
+        let addr = SubscriptionActor::start_for(
+            msg.dialog,
+            self.composed.clone(),
+            msg.reply,
+            ctx.address(),
+            self.ctx.clone(),
+        );
+        self.watchers.insert(tag, Watcher { addr, uri });
+        self.after_message(ctx);
+    }
+}
+
+impl Handler<Unwatch> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unwatch, ctx: &mut Context<Self>) {
+        self.watchers.remove(&msg.tag);
+        self.after_message(ctx);
+    }
+}
+
+impl Handler<Stop> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

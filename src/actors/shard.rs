@@ -1,0 +1,397 @@
+//! [`Shard`]: ingress of the requests routed to it. Owns its server-transaction table, the
+//! registry of its presentity actors and subscription dialogs, and answers everything that
+//! needs no presentity state (OPTIONS, 405, 489, 423, 481, …).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::context::NodeCtx;
+use super::messages::*;
+use super::presentity::PresentityActor;
+use super::router::tag_for_shard;
+use super::subscription::SubscriptionActor;
+use crate::clock;
+use crate::ids::{DialogId, EventKey, PresentityUri};
+use crate::presence::request::{publish_request, subscribe_request, Rejection};
+use crate::presence::subscription::{DialogState, SubStatus};
+use crate::sip::{Message, Method, Request, Response};
+use crate::transaction::{ServerTransactions, TransactionKey, Verdict};
+use crate::transport::{Proto, Source};
+
+/// Methods we answer (Allow header).
+pub const ALLOW: &str = "PUBLISH, SUBSCRIBE, OPTIONS, ACK";
+
+type PresKey = (PresentityUri, EventKey);
+
+struct PresEntry {
+    addr: Addr<PresentityActor>,
+    /// Messages this shard has sent to the actor (compared with its `handled` at Idle).
+    sent: u64,
+}
+
+/// One shard of the registry.
+pub struct Shard {
+    idx: usize,
+    ctx: Arc<NodeCtx>,
+    txns: ServerTransactions,
+    presentities: HashMap<PresKey, PresEntry>,
+    dialogs: HashMap<String, Addr<SubscriptionActor>>,
+    /// (presentity, Call-ID) → tag, kept only with `delete_same_subs = 1`.
+    same_subs: HashMap<(PresentityUri, String), String>,
+    /// Our own address, handed to the presentity actors we create (set in `started`).
+    me: Option<Addr<Shard>>,
+}
+
+impl Shard {
+    /// Shard number `idx`.
+    pub fn new(idx: usize, ctx: Arc<NodeCtx>) -> Self {
+        let txns = ServerTransactions::new(ctx.timers, ctx.max_transactions);
+        Shard {
+            idx,
+            ctx,
+            txns,
+            presentities: HashMap::new(),
+            dialogs: HashMap::new(),
+            same_subs: HashMap::new(),
+            me: None,
+        }
+    }
+
+    fn on_request(&mut self, req: Request, source: Source, ctx: &mut Context<Self>) {
+        if req.method == Method::Ack {
+            return; // ACK to a non-INVITE response: nothing to do (RFC 3261 §17.2.3)
+        }
+        let now = clock::now();
+        let key = transaction_key(&req);
+        match self.txns.on_request(now, &key, source.proto.reliable()) {
+            Verdict::New => {}
+            Verdict::Absorb => return,
+            Verdict::Resend(bytes) => {
+                self.ctx
+                    .sender
+                    .send_response(&response_dest(&req, source), bytes);
+                return;
+            }
+            Verdict::Overloaded => {
+                let reply = self.reply(key, req, source, ctx);
+                let resp = reply
+                    .response(503, "Service Unavailable")
+                    .header("Retry-After", self.ctx.retry_after.to_string());
+                self.ctx
+                    .sender
+                    .send_response(&reply.dest, resp.encode(self.ctx.sender.server_header()));
+                return;
+            }
+        }
+        let _span =
+            tracing::debug_span!("sip", method = %req.method.as_str(), call_id = %req.call_id)
+                .entered();
+        let reply = self.reply(key, req, source, ctx);
+        match reply.request().method {
+            Method::Publish => self.on_publish(reply),
+            Method::Subscribe => self.on_subscribe(reply, source),
+            Method::Options => {
+                let resp = reply
+                    .response(200, "OK")
+                    .header("Allow", ALLOW)
+                    .header("Allow-Events", self.ctx.packages.event_list().join(", "))
+                    .header("Accept", "application/pidf+xml");
+                reply.send(resp);
+            }
+            _ => {
+                let resp = reply
+                    .response(405, "Method Not Allowed")
+                    .header("Allow", ALLOW);
+                reply.send(resp);
+            }
+        }
+    }
+
+    fn reply(
+        &self,
+        key: TransactionKey,
+        req: Request,
+        source: Source,
+        ctx: &Context<Self>,
+    ) -> Reply {
+        Reply {
+            key,
+            dest: response_dest(&req, source),
+            req: Arc::new(req),
+            shard: ctx.address(),
+            sender: self.ctx.sender.clone(),
+        }
+    }
+
+    fn on_publish(&mut self, reply: Reply) {
+        let (req, _pkg) =
+            match publish_request(reply.request(), &self.ctx.packages, &self.ctx.ingress) {
+                Ok(x) => x,
+                Err(rej) => return reply.reject(&rej),
+            };
+        let key = (req.presentity.clone(), req.event.clone());
+        self.send_to_presentity(key, Publish { req, reply }, |m| m.reply);
+    }
+
+    fn on_subscribe(&mut self, reply: Reply, source: Source) {
+        let (sub, _pkg) =
+            match subscribe_request(reply.request(), &self.ctx.packages, &self.ctx.ingress) {
+                Ok(x) => x,
+                Err(rej) => return reply.reject(&rej),
+            };
+        let now = clock::now();
+        if let Some(tag) = sub.local_tag.as_deref() {
+            let Some(addr) = self.dialogs.get(tag) else {
+                return reply.reject(&rejection(481, "Call/Transaction Does Not Exist"));
+            };
+            let cseq = reply.request().cseq.seq;
+            let msg = Refresh {
+                cseq,
+                expires: sub.expires,
+                reply,
+            };
+            if let Err(e) = addr.try_send(msg) {
+                let (m, status) = match e {
+                    SendError::Full(m) => (m, 503),
+                    SendError::Closed(m) => {
+                        self.dialogs.remove(tag);
+                        (m, 481)
+                    }
+                };
+                self.refuse(m.reply, status);
+            }
+            return;
+        }
+        let req = reply.request();
+        let local_tag = tag_for_shard(self.idx);
+        let dialog = DialogState {
+            id: DialogId {
+                call_id: req.call_id.clone(),
+                remote_tag: req.from.tag.clone().unwrap_or_default(),
+                local_tag,
+            },
+            presentity: sub.presentity.clone(),
+            event: sub.event.clone(),
+            event_id: sub.event_id,
+            watcher: sub.watcher,
+            to_uri: req.to.uri.clone(),
+            from_uri: req.from.uri.clone(),
+            contact: req
+                .contact
+                .as_ref()
+                .map(|c| c.uri.clone())
+                .unwrap_or_default(),
+            route_set: req.record_route.clone(),
+            local_contact: self.ctx.server_address.clone(),
+            remote_cseq: req.cseq.seq,
+            local_cseq: 0,
+            expires_at: now.plus_secs(sub.expires as u64),
+            status: SubStatus::Active,
+            reason: None,
+            version: 0,
+            user_agent: req.user_agent().map(str::to_string),
+            transport: source.proto.as_str().to_string(),
+            source: source.addr.to_string(),
+        };
+        if self.ctx.delete_same_subs {
+            let same = (sub.presentity.clone(), dialog.id.call_id.clone());
+            if let Some(old) = self.same_subs.get(&same).and_then(|t| self.dialogs.get(t)) {
+                old.do_send(Replaced);
+            }
+        }
+        let key = (sub.presentity, sub.event);
+        self.send_to_presentity(key, Watch { dialog, reply }, |m| m.reply);
+    }
+
+    /// Sends `msg` to the presentity actor of `key`, creating it if needed; answers 503 when
+    /// its mailbox is full.
+    fn send_to_presentity<M>(&mut self, key: PresKey, msg: M, reply_of: impl FnOnce(M) -> Reply)
+    where
+        M: actix::Message<Result = ()> + Send + 'static,
+        PresentityActor: Handler<M>,
+    {
+        let Some(me) = self.me.clone() else { return };
+        let entry = self
+            .presentities
+            .entry(key.clone())
+            .or_insert_with(|| PresEntry {
+                addr: PresentityActor::start_for(
+                    key.0.clone(),
+                    key.1.clone(),
+                    self.ctx.clone(),
+                    me,
+                ),
+                sent: 0,
+            });
+        match entry.addr.try_send(msg) {
+            Ok(()) => entry.sent += 1,
+            Err(SendError::Full(m)) => self.refuse(reply_of(m), 503),
+            Err(SendError::Closed(m)) => {
+                // The actor died (a bug): forget it; the client's retransmission or next
+                // request creates a fresh one.
+                tracing::error!(presentity = %key.0, "presentity actor gone; request refused");
+                self.presentities.remove(&key);
+                self.refuse(reply_of(m), 500);
+            }
+        }
+    }
+
+    fn refuse(&self, reply: Reply, status: u16) {
+        let reason = match status {
+            481 => "Call/Transaction Does Not Exist",
+            503 => "Service Unavailable",
+            _ => "Server Internal Error",
+        };
+        let mut rej = rejection(status, reason);
+        if status != 481 {
+            rej.headers
+                .push(("Retry-After".into(), self.ctx.retry_after.to_string()));
+        }
+        reply.reject(&rej);
+    }
+
+    fn on_response(&mut self, resp: Response) {
+        if resp.cseq.method != Method::Notify {
+            tracing::debug!(
+                status = resp.status,
+                "dropped a response to a request we did not send"
+            );
+            return;
+        }
+        let Some(addr) = resp.from.tag.as_deref().and_then(|t| self.dialogs.get(t)) else {
+            tracing::debug!(call_id = %resp.call_id, "NOTIFY response for an unknown dialog");
+            return;
+        };
+        let _ = addr.try_send(NotifyResponse {
+            cseq: resp.cseq.seq,
+            status: resp.status,
+            reason: resp.reason,
+            call_id: resp.call_id,
+            remote_tag: resp.to.tag,
+        });
+    }
+}
+
+fn rejection(status: u16, reason: &str) -> Rejection {
+    Rejection {
+        status,
+        reason: reason.to_string(),
+        headers: Vec::new(),
+    }
+}
+
+/// The server-transaction key of a request (RFC 3261 §17.2.3).
+pub fn transaction_key(req: &Request) -> TransactionKey {
+    let method = req.method.as_str();
+    let top = req.vias.first();
+    match top.and_then(|v| v.branch.as_deref()) {
+        Some(b) if b.starts_with("z9hG4bK") => {
+            let v = top
+                .map(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)))
+                .unwrap_or_default();
+            TransactionKey::rfc3261(b, &v, method)
+        }
+        _ => TransactionKey::rfc2543(
+            &req.uri,
+            req.to.tag.as_deref().unwrap_or(""),
+            req.from.tag.as_deref().unwrap_or(""),
+            &req.call_id,
+            req.cseq.seq,
+            top.map(|v| v.raw.as_str()).unwrap_or(""),
+            method,
+        ),
+    }
+}
+
+/// Where a response goes (RFC 3261 §18.2.2 with RFC 3581): over TCP back on the connection;
+/// over UDP to the source IP and, unless the top Via asks for `rport`, its sent-by port.
+pub fn response_dest(req: &Request, source: Source) -> Source {
+    if source.proto != Proto::Udp {
+        return source;
+    }
+    let Some(top) = req.vias.first() else {
+        return source;
+    };
+    if top.rport.is_some() {
+        return source;
+    }
+    let mut dest = source;
+    dest.addr.set_port(top.port.unwrap_or(5060));
+    dest
+}
+
+impl Actor for Shard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.ctx.mailbox_size);
+        self.me = Some(ctx.address());
+        ctx.run_interval(Duration::from_secs(1), |this, _| {
+            this.txns.on_timer(clock::now());
+        });
+    }
+}
+
+impl Handler<ToShard> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToShard, ctx: &mut Context<Self>) {
+        let source = msg.0.source;
+        match msg.0.msg {
+            Message::Request(req) => self.on_request(req, source, ctx),
+            Message::Response(resp) => self.on_response(resp),
+        }
+    }
+}
+
+impl Handler<Record> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Record, _: &mut Context<Self>) {
+        self.txns
+            .on_response(clock::now(), &msg.key, msg.status, msg.bytes);
+    }
+}
+
+impl Handler<RegisterDialog> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterDialog, _: &mut Context<Self>) {
+        if self.ctx.delete_same_subs {
+            self.same_subs.insert(msg.same_key, msg.tag.clone());
+        }
+        self.dialogs.insert(msg.tag, msg.addr);
+    }
+}
+
+impl Handler<DialogGone> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: DialogGone, _: &mut Context<Self>) {
+        if let Some(addr) = self.dialogs.remove(&msg.tag) {
+            addr.do_send(Stop);
+        }
+        if self.same_subs.get(&msg.same_key) == Some(&msg.tag) {
+            self.same_subs.remove(&msg.same_key);
+        }
+    }
+}
+
+impl Handler<PresentityIdle> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: PresentityIdle, _: &mut Context<Self>) {
+        let Some(entry) = self.presentities.get(&msg.key) else {
+            return;
+        };
+        if entry.sent != msg.handled {
+            return; // something is on its way to it; it will report again when idle
+        }
+        if let Some(entry) = self.presentities.remove(&msg.key) {
+            entry.addr.do_send(Stop);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! [`SubscriptionActor`]: one per dialog. Owns the [`Subscription`] core, turns its effects
+//! into NOTIFYs on the wire, keeps the in-flight NOTIFY's bytes for Timer E retransmissions.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use super::context::NodeCtx;
+use super::messages::*;
+use super::presentity::PresentityActor;
+use super::shard::Shard;
+use crate::clock::{self, Timestamp};
+use crate::ids::mint_branch;
+use crate::presence::package::Body;
+use crate::presence::subscription::{NotifySpec, SubEffect, SubStatus, Subscription};
+use crate::sip::headers::{Event, SubscriptionState};
+use crate::sip::{encode_notify, NotifyParams};
+use crate::transport::{Proto, Target};
+
+/// The actor of one subscription dialog.
+pub struct SubscriptionActor {
+    core: Subscription,
+    ctx: Arc<NodeCtx>,
+    presentity: Addr<PresentityActor>,
+    shard: Addr<Shard>,
+    /// The 200 to the initial SUBSCRIBE, sent in `started` before the first NOTIFY.
+    first_reply: Option<Reply>,
+    first_effects: Vec<SubEffect>,
+    /// The NOTIFY in flight (for retransmission) and where it goes.
+    in_flight: Option<(Target, Bytes)>,
+    timer: Option<(Timestamp, SpawnHandle)>,
+    /// Unregistered; waiting for the shard's `Stop`.
+    gone: bool,
+}
+
+impl SubscriptionActor {
+    /// Starts the actor of a new dialog on the current arbiter; it answers `reply` with 200
+    /// and sends the first NOTIFY.
+    pub fn start_for(
+        dialog: crate::presence::subscription::DialogState,
+        body: Option<Body>,
+        reply: Reply,
+        presentity: Addr<PresentityActor>,
+        ctx: Arc<NodeCtx>,
+    ) -> Addr<Self> {
+        let shard = reply.shard.clone();
+        let (core, first_effects) =
+            Subscription::start(clock::now(), dialog, ctx.subscription, body);
+        let mailbox = ctx.mailbox_size;
+        SubscriptionActor::create(move |c| {
+            c.set_mailbox_capacity(mailbox);
+            SubscriptionActor {
+                core,
+                ctx,
+                presentity,
+                shard,
+                first_reply: Some(reply),
+                first_effects,
+                in_flight: None,
+                timer: None,
+                gone: false,
+            }
+        })
+    }
+
+    fn apply(&mut self, effects: Vec<SubEffect>, ctx: &mut Context<Self>) {
+        for e in effects {
+            match e {
+                SubEffect::Notify(spec) => self.send_notify(&spec),
+                SubEffect::Retransmit => {
+                    if let Some((target, bytes)) = &self.in_flight {
+                        self.ctx.sender.send_request(target, bytes.clone());
+                    }
+                }
+                SubEffect::Remove => self.unregister(),
+            }
+        }
+        self.rearm(ctx);
+    }
+
+    fn unregister(&mut self) {
+        if self.gone {
+            return;
+        }
+        self.gone = true;
+        self.in_flight = None;
+        let d = self.core.dialog();
+        tracing::debug!(presentity = %d.presentity, dialog = %d.id, reason = ?d.reason, "subscription removed");
+        self.presentity.do_send(Unwatch {
+            tag: d.id.local_tag.clone(),
+        });
+        self.shard.do_send(DialogGone {
+            tag: d.id.local_tag.clone(),
+            same_key: (d.presentity.clone(), d.id.call_id.clone()),
+        });
+    }
+
+    fn rearm(&mut self, ctx: &mut Context<Self>) {
+        let next = if self.gone {
+            None
+        } else {
+            self.core.next_deadline()
+        };
+        if self.timer.as_ref().map(|t| t.0) == next {
+            return;
+        }
+        if let Some((_, h)) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = next {
+            let h = ctx.run_later(clock::now().until(at), |this, ctx| {
+                this.timer = None;
+                let fx = this.core.on_timer(clock::now());
+                this.apply(fx, ctx);
+            });
+            self.timer = Some((at, h));
+        }
+    }
+
+    fn send_notify(&mut self, spec: &NotifySpec) {
+        let d = self.core.dialog();
+        let Some(target) = next_hop(d) else {
+            tracing::info!(dialog = %d.id, contact = %d.contact, "NOTIFY not sent: unusable remote target");
+            return;
+        };
+        let Some(local) = self.ctx.sender.local_addr(target.proto) else {
+            tracing::info!(dialog = %d.id, "NOTIFY not sent: no listener for {}", target.proto.as_str());
+            return;
+        };
+        let mut event: Event = d
+            .event
+            .as_str()
+            .parse()
+            .unwrap_or_else(|_| Event::new(d.event.as_str()));
+        event.id = d.event_id.clone();
+        let state = match spec.state {
+            SubStatus::Active => SubscriptionState::active(spec.expires),
+            SubStatus::Pending => SubscriptionState::pending(spec.expires),
+            SubStatus::Terminated => {
+                SubscriptionState::terminated(spec.reason.as_deref().unwrap_or("timeout"))
+            }
+        };
+        let branch = mint_branch();
+        let body = spec
+            .body
+            .as_ref()
+            .map(|b| (b.content_type.as_str(), &b.bytes[..]));
+        let params = NotifyParams {
+            request_uri: &d.contact,
+            route: &d.route_set,
+            via_transport: target.proto.via_name(),
+            via_host: &local.ip().to_string(),
+            via_port: local.port(),
+            branch: &branch,
+            from_uri: &d.to_uri,
+            from_tag: &d.id.local_tag,
+            to_uri: &d.from_uri,
+            to_tag: &d.id.remote_tag,
+            call_id: &d.id.call_id,
+            cseq: spec.cseq,
+            contact: &self.ctx.server_address,
+            event: &event,
+            subscription_state: &state,
+            body,
+            extra_headers: &[],
+        };
+        let bytes = encode_notify(&params, self.ctx.sender.server_header());
+        self.ctx.sender.send_request(&target, bytes.clone());
+        self.in_flight = Some((target, bytes));
+    }
+}
+
+/// The next hop of a NOTIFY: the first route (loose routing), else the remote target.
+/// Transport: the URI's `transport` parameter, else the one the SUBSCRIBE came over.
+fn next_hop(d: &crate::presence::subscription::DialogState) -> Option<Target> {
+    let uri = match d.route_set.first() {
+        Some(r) => r
+            .trim()
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or(""),
+        None => d.contact.as_str(),
+    };
+    let default = if d.transport == "tcp" {
+        Proto::Tcp
+    } else {
+        Proto::Udp
+    };
+    Target::from_uri(uri, default)
+}
+
+impl Actor for SubscriptionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let d = self.core.dialog();
+        self.shard.do_send(RegisterDialog {
+            tag: d.id.local_tag.clone(),
+            addr: ctx.address(),
+            same_key: (d.presentity.clone(), d.id.call_id.clone()),
+        });
+        if let Some(reply) = self.first_reply.take() {
+            let expires = clock::now().secs_until(d.expires_at);
+            let resp = reply
+                .response(200, "OK")
+                .to_tag(&d.id.local_tag)
+                .header("Expires", expires.to_string())
+                .header("Contact", format!("<{}>", self.ctx.server_address));
+            reply.send(resp);
+        }
+        let fx = std::mem::take(&mut self.first_effects);
+        self.apply(fx, ctx);
+    }
+}
+
+impl Handler<Refresh> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Refresh, ctx: &mut Context<Self>) {
+        let Refresh {
+            cseq,
+            expires,
+            reply,
+        } = msg;
+        let d = self.core.dialog();
+        let req = reply.request();
+        let same_dialog =
+            req.call_id == d.id.call_id && req.from.tag.as_deref() == Some(&d.id.remote_tag);
+        if self.gone || !same_dialog {
+            let resp = reply.response(481, "Call/Transaction Does Not Exist");
+            reply.send(resp);
+            return;
+        }
+        let now = clock::now();
+        match self.core.refresh(now, cseq, now.plus_secs(expires as u64)) {
+            Ok(fx) => {
+                let resp = reply
+                    .response(200, "OK")
+                    .header("Expires", expires.to_string())
+                    .header("Contact", format!("<{}>", self.ctx.server_address));
+                reply.send(resp);
+                self.apply(fx, ctx);
+            }
+            Err(e) => {
+                let mut resp = reply.response(e.status_code(), &e.to_string());
+                if e.status_code() == 500 {
+                    resp = resp.header("Retry-After", self.ctx.retry_after.to_string());
+                }
+                reply.send(resp);
+            }
+        }
+    }
+}
+
+impl Handler<StateChanged> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: StateChanged, ctx: &mut Context<Self>) {
+        if self.gone {
+            return;
+        }
+        let fx = self.core.state_changed(clock::now(), msg.body);
+        self.apply(fx, ctx);
+    }
+}
+
+impl Handler<NotifyResponse> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: NotifyResponse, ctx: &mut Context<Self>) {
+        if self.gone {
+            return;
+        }
+        let d = self.core.dialog();
+        if self.ctx.remove_match_full
+            && (msg.call_id != d.id.call_id || msg.remote_tag.as_deref() != Some(&d.id.remote_tag))
+        {
+            tracing::debug!(dialog = %d.id, "NOTIFY response ignored: dialog mismatch");
+            return;
+        }
+        let fx = self
+            .core
+            .on_notify_response(clock::now(), msg.cseq, msg.status, &msg.reason);
+        if !self.core.notify_in_flight() {
+            self.in_flight = None;
+        }
+        self.apply(fx, ctx);
+    }
+}
+
+impl Handler<Replaced> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Replaced, ctx: &mut Context<Self>) {
+        self.unregister();
+        self.rearm(ctx);
+    }
+}
+
+impl Handler<Stop> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
