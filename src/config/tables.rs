@@ -1,0 +1,304 @@
+//! The `[node]`, `[sip]`, `[authorization]`, `[admin]` and `[log]` tables (SPEC §2).
+//!
+//! Owns these fields, their named defaults and per-value checks. Addresses are parsed into
+//! `SocketAddr`/`ListenAddr` here so the rest of the crate never parses config strings.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use super::values::{
+    listen_list, opt_header_name, opt_non_empty, ranged, socket_addr_or_empty, ListenAddr, Proto,
+};
+use crate::ids::NodeId;
+
+/// `[node]`: this node's identity and storage.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Unique in a cluster; stored in the database at first start, a mismatch later is an
+    /// error.
+    #[serde(default = "default_node_id", deserialize_with = "node_id")]
+    pub id: NodeId,
+    /// Directory of the sled database (relative paths are relative to the working directory).
+    #[serde(default = "default_data_dir", deserialize_with = "non_empty_path")]
+    pub data_dir: PathBuf,
+    /// Seconds an actor may stay idle before it is passivated (stopped; re-created from the
+    /// store on its next message); 0 = never passivate.
+    #[serde(
+        default = "default_passivate_after",
+        deserialize_with = "ranged::<_, u64, 0, 31536000>"
+    )]
+    pub passivate_after: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: default_node_id(),
+            data_dir: default_data_dir(),
+            passivate_after: default_passivate_after(),
+        }
+    }
+}
+
+fn default_node_id() -> NodeId {
+    NodeId::new("node-1")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_passivate_after() -> u64 {
+    300
+}
+
+/// True for a valid node id: 1–64 characters of letters, digits, `-`, `_`, `.`.
+pub(crate) fn is_valid_node_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn node_id<'de, D: Deserializer<'de>>(d: D) -> Result<NodeId, D::Error> {
+    let s = String::deserialize(d)?;
+    if !is_valid_node_id(&s) {
+        return Err(de::Error::custom(
+            "allowed: 1 to 64 letters, digits, '-', '_' or '.', e.g. \"node-1\"",
+        ));
+    }
+    Ok(NodeId::new(&s))
+}
+
+fn non_empty_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() {
+        return Err(de::Error::custom("allowed: a non-empty directory path"));
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// `[sip]`: transports and SIP-level options.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// Transports and addresses to listen on; at least one.
+    #[serde(default = "default_listen", deserialize_with = "listen_list")]
+    pub listen: Vec<ListenAddr>,
+    /// Larger messages are rejected (413 over TCP, dropped with a log line over UDP).
+    #[serde(
+        default = "default_max_message_size",
+        deserialize_with = "ranged::<_, usize, 512, 16777216>"
+    )]
+    pub max_message_size: usize,
+    /// Header whose URI, if present in a PUBLISH, is not notified of it (Kamailio's
+    /// `handle_publish(sender_uri)`); unset = off.
+    #[serde(default, deserialize_with = "opt_header_name")]
+    pub sender_header: Option<String>,
+    /// Header (e.g. `P-Asserted-Identity`) used as watcher URI instead of From (Kamailio's
+    /// `handle_subscribe(watcher_uri)`); unset = From.
+    #[serde(default, deserialize_with = "opt_header_name")]
+    pub watcher_uri_header: Option<String>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: default_listen(),
+            max_message_size: default_max_message_size(),
+            sender_header: None,
+            watcher_uri_header: None,
+        }
+    }
+}
+
+fn default_listen() -> Vec<ListenAddr> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 5060));
+    vec![
+        ListenAddr {
+            proto: Proto::Udp,
+            addr,
+        },
+        ListenAddr {
+            proto: Proto::Tcp,
+            addr,
+        },
+    ]
+}
+fn default_max_message_size() -> usize {
+    65535
+}
+
+/// `[authorization] default_policy`: what a watcher without a rule gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultPolicy {
+    /// Every watcher is active (Kamailio's `force_active = 1`).
+    Allow,
+    /// New watchers are pending until a rule or an admin decision.
+    Pending,
+    /// Per-presentity rule documents decide (SPEC §4).
+    Rules,
+}
+
+impl DefaultPolicy {
+    /// The config spelling (`allow`, `pending`, `rules`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultPolicy::Allow => "allow",
+            DefaultPolicy::Pending => "pending",
+            DefaultPolicy::Rules => "rules",
+        }
+    }
+}
+
+/// `[authorization]`: watcher authorization.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// Policy for watchers without a rule.
+    #[serde(default = "default_policy")]
+    pub default_policy: DefaultPolicy,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        AuthorizationConfig {
+            default_policy: default_policy(),
+        }
+    }
+}
+
+fn default_policy() -> DefaultPolicy {
+    DefaultPolicy::Allow
+}
+
+/// `[admin]`: the debug/admin HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the endpoint; `None` (written `""`) disables it.
+    #[serde(
+        default = "default_admin_listen",
+        deserialize_with = "socket_addr_or_empty"
+    )]
+    pub listen: Option<SocketAddr>,
+    /// If set, every request needs `Authorization: Bearer <token>`; required when `listen`
+    /// is not a loopback address.
+    #[serde(default, deserialize_with = "opt_non_empty")]
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+            token: None,
+        }
+    }
+}
+
+fn default_admin_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)))
+}
+
+/// `[log] format`: how log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: logging.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `presenced=debug,info`); `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level", deserialize_with = "log_filter")]
+    pub level: String,
+    /// Output format.
+    #[serde(default = "default_log_format")]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: default_log_format(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    String::from("info")
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Text
+}
+
+fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() || tracing_subscriber::EnvFilter::builder().parse(&s).is_err() {
+        return Err(de::Error::custom(
+            "allowed: a tracing filter such as \"info\", \"warn\" or \"presenced=debug,info\" \
+             (levels: off, error, warn, info, debug, trace)",
+        ));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_is_checked() {
+        let n: NodeConfig = toml::from_str("id = \"edge.a-1\"").unwrap();
+        assert_eq!(n.id.as_str(), "edge.a-1");
+        for bad in ["id = \"\"", "id = \"a b\"", "id = \"é\""] {
+            let e = toml::from_str::<NodeConfig>(bad).unwrap_err();
+            assert!(e.message().contains("allowed: 1 to 64"), "{bad}: {e}");
+        }
+        assert!(toml::from_str::<NodeConfig>("data_dir = \"\"").is_err());
+    }
+
+    #[test]
+    fn sip_listen_needs_one_distinct_entry() {
+        let s: SipConfig = toml::from_str("listen = [\"tcp:0.0.0.0:0\"]").unwrap();
+        assert_eq!(s.listen.len(), 1);
+        assert_eq!(s.listen[0].proto, Proto::Tcp);
+        let e = toml::from_str::<SipConfig>("listen = []").unwrap_err();
+        assert!(e.message().contains("at least one"), "{e}");
+        let e = toml::from_str::<SipConfig>("listen = [\"udp:127.0.0.1:1\", \"udp:127.0.0.1:1\"]")
+            .unwrap_err();
+        assert!(e.message().contains("listed twice"), "{e}");
+        assert!(toml::from_str::<SipConfig>("sender_header = \"Send er\"").is_err());
+    }
+
+    #[test]
+    fn admin_listen_empty_disables() {
+        let a: AdminConfig = toml::from_str("listen = \"\"").unwrap();
+        assert_eq!(a.listen, None);
+        let a: AdminConfig = toml::from_str("listen = \"[::1]:9000\"").unwrap();
+        assert_eq!(a.listen.map(|s| s.port()), Some(9000));
+        assert!(toml::from_str::<AdminConfig>("listen = \"localhost:80\"").is_err());
+        assert!(toml::from_str::<AdminConfig>("token = \"\"").is_err());
+    }
+
+    #[test]
+    fn log_and_policy_values() {
+        let l: LogConfig =
+            toml::from_str("level = \"presenced=debug,info\"\nformat = \"json\"").unwrap();
+        assert_eq!(l.format, LogFormat::Json);
+        assert!(toml::from_str::<LogConfig>("level = \"info=loud\"").is_err());
+        let e = toml::from_str::<LogConfig>("format = \"xml\"").unwrap_err();
+        assert!(e.message().contains("expected `text` or `json`"), "{e}");
+        let e = toml::from_str::<AuthorizationConfig>("default_policy = \"deny\"").unwrap_err();
+        assert!(e.message().contains("`allow`, `pending`, `rules`"), "{e}");
+    }
+}

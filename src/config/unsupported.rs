@@ -1,0 +1,120 @@
+//! Features that can be configured but are not implemented in this build.
+//!
+//! The node refuses to start while [`unsupported`] returns anything, so a config never
+//! silently gets less than it asked for. As a feature lands, delete its entry here (and its
+//! test below): this file is the one place to shrink.
+
+use super::modes::{PublCache, SubsDbMode};
+use super::tables::DefaultPolicy;
+use super::Config;
+
+/// ===================== NOT YET IMPLEMENTED — shrink as features land =====================
+///
+/// One human sentence per configured-but-missing feature, each naming its key.
+pub(super) fn unsupported(cfg: &Config) -> Vec<String> {
+    let p = &cfg.presence;
+    let mut out = Vec::new();
+
+    // Lands with the sled store (persistence work).
+    if p.subs_db_mode != SubsDbMode::Memory {
+        out.push(format!(
+            "[presence] subs_db_mode = {}: persistent subscription storage is not implemented \
+             in this build yet; set subs_db_mode = 0",
+            p.subs_db_mode
+        ));
+    }
+    // Lands with the sled store (persistence work).
+    if p.publ_cache != PublCache::Full {
+        out.push(format!(
+            "[presence] publ_cache = {}: storing publications in sled is not implemented in \
+             this build yet; set publ_cache = 2",
+            p.publ_cache
+        ));
+    }
+    // Lands with the held-back NOTIFY notifier (DB-only mode).
+    if p.subs_db_mode == SubsDbMode::DbOnly && p.notifier_processes > 0 {
+        out.push(format!(
+            "[presence] notifier_processes = {} with subs_db_mode = 3: the NOTIFY notifier \
+             workers are not implemented in this build yet; set notifier_processes = 0",
+            p.notifier_processes
+        ));
+    }
+    // Lands with cluster/ (QUIC replication).
+    if cfg.cluster.enabled {
+        out.push(
+            "[cluster] enabled = true: clustering is not implemented in this build yet; set \
+             enabled = false"
+                .to_string(),
+        );
+    }
+    if p.enable_dmq {
+        out.push(
+            "[presence] enable_dmq = 1: clustering is not implemented in this build yet; set \
+             enable_dmq = 0"
+                .to_string(),
+        );
+    }
+    // Lands with watcher authorization (SPEC §4).
+    if cfg.authorization.default_policy != DefaultPolicy::Allow {
+        out.push(format!(
+            "[authorization] default_policy = \"{}\": only \"allow\" is implemented in this \
+             build yet",
+            cfg.authorization.default_policy.as_str()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(toml_text: &str) -> Vec<String> {
+        unsupported(&Config::from_toml_str(toml_text).unwrap())
+    }
+
+    const MEMORY: &str = "[presence]\nsubs_db_mode = 0\npubl_cache = 2\n";
+
+    #[test]
+    fn memory_only_allow_is_supported() {
+        assert_eq!(list(MEMORY), Vec::<String>::new());
+    }
+
+    #[test]
+    fn spec_defaults_need_persistence() {
+        let l = list("");
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert!(
+            l[0].starts_with("[presence] subs_db_mode = 2 (write-back)"),
+            "{l:?}"
+        );
+        assert!(
+            l[1].starts_with("[presence] publ_cache = 1 (index in memory)"),
+            "{l:?}"
+        );
+    }
+
+    #[test]
+    fn each_entry_names_its_key() {
+        let l = list("[presence]\nsubs_db_mode = 3\npubl_cache = 2\n");
+        assert!(
+            l.iter()
+                .any(|s| s.starts_with("[presence] notifier_processes = 1")),
+            "{l:?}"
+        );
+        let l = list(&format!(
+            "{MEMORY}[authorization]\ndefault_policy = \"rules\"\n"
+        ));
+        assert_eq!(l.len(), 1);
+        assert!(
+            l[0].starts_with("[authorization] default_policy = \"rules\""),
+            "{l:?}"
+        );
+        let certs = "ca_cert = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n";
+        let l = list(&format!("{MEMORY}enable_dmq = 1\n[cluster]\n{certs}"));
+        assert_eq!(l.len(), 1);
+        assert!(l[0].starts_with("[presence] enable_dmq = 1"), "{l:?}");
+        let l = list(&format!("{MEMORY}[cluster]\nenabled = true\n{certs}"));
+        assert!(l[0].starts_with("[cluster] enabled = true"), "{l:?}");
+    }
+}
