@@ -1,1 +1,113 @@
-//! placeholder
+//! The persistence seam: a [`Store`] trait that domain code and actors talk to, and its
+//! in-memory twin [`memory::MemoryStore`]. The sled implementation (issue: persistence)
+//! implements the same trait and runs the same conformance suite ([`conformance`]).
+//!
+//! # Records and keys
+//!
+//! * publications: key `uri \0 event \0 etag`, value = [`crate::codec`] envelope of a
+//!   [`Publication`] (record version [`PUBLICATION_V1`]);
+//! * subscriptions: key `presentity \0 event \0 local_tag`, value = envelope of a
+//!   [`DialogState`] (record version [`SUBSCRIPTION_V1`]).
+//!
+//! Keys sort so that one presentity's records are one prefix range.
+//!
+//! # Durability contract
+//!
+//! A `put`/`delete` is visible to later reads at once; it is durable (survives a process
+//! crash and power loss) only after [`Store::flush`] returned `Ok`. Write-through mode calls
+//! `flush` before the 2xx goes out; write-back calls it every `db_update_period`; memory-only
+//! never needs it. `flush` may block: callers run it off actor threads.
+
+pub mod conformance;
+pub mod memory;
+
+use crate::codec::CodecError;
+use crate::ids::{DialogId, ETag, EventKey, PresentityUri};
+use crate::presence::publication::Publication;
+use crate::presence::subscription::DialogState;
+
+/// Record version of stored publications.
+pub const PUBLICATION_V1: u8 = 1;
+/// Record version of stored subscriptions.
+pub const SUBSCRIPTION_V1: u8 = 1;
+
+/// A storage failure. The request that caused it is answered 500 + Retry-After.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A stored value could not be decoded (corruption or a newer format).
+    #[error("stored record cannot be decoded: {0}")]
+    Codec(#[from] CodecError),
+    /// The backend failed (I/O, lock).
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// Persistence of publications and subscriptions.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts or replaces a publication.
+    fn put_publication(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+        p: &Publication,
+    ) -> Result<(), StoreError>;
+    /// Removes a publication (no error if absent).
+    fn delete_publication(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+        etag: &ETag,
+    ) -> Result<(), StoreError>;
+    /// The publications of one presentity and event.
+    fn publications(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<Vec<Publication>, StoreError>;
+    /// Inserts or replaces a subscription.
+    fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError>;
+    /// Removes a subscription (no error if absent).
+    fn delete_subscription(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        id: &DialogId,
+    ) -> Result<(), StoreError>;
+    /// Up to `limit` subscriptions whose key sorts after `after` (`None` = from the start),
+    /// in key order, with the key to continue from: batched restore (`fetch_rows`).
+    fn scan_subscriptions(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<DialogState>, Option<Vec<u8>>), StoreError>;
+    /// Makes everything written so far durable; returns bytes flushed (0 if unknown).
+    fn flush(&self) -> Result<usize, StoreError>;
+}
+
+/// The key of a publication record.
+pub fn publication_key(uri: &PresentityUri, event: &EventKey, etag: &ETag) -> Vec<u8> {
+    join(&[uri.as_str(), event.as_str(), etag.as_str()])
+}
+
+/// The key prefix of one presentity's records.
+pub fn presentity_prefix(uri: &PresentityUri, event: &EventKey) -> Vec<u8> {
+    let mut k = join(&[uri.as_str(), event.as_str()]);
+    k.push(0);
+    k
+}
+
+/// The key of a subscription record.
+pub fn subscription_key(presentity: &PresentityUri, event: &EventKey, id: &DialogId) -> Vec<u8> {
+    join(&[presentity.as_str(), event.as_str(), &id.local_tag])
+}
+
+fn join(parts: &[&str]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p.as_bytes());
+    }
+    k
+}

@@ -1,0 +1,94 @@
+//! The one conformance suite every [`Store`] implementation must pass (Garage's
+//! `src/db/test.rs` idea): call [`run`] from the implementation's tests.
+
+use super::*;
+use crate::clock::Timestamp;
+use crate::ids::{NodeId, UriMatch};
+use crate::presence::package::Body;
+use crate::presence::subscription::SubStatus;
+
+fn uri(s: &str) -> PresentityUri {
+    PresentityUri::parse(s, UriMatch::CaseSensitive).expect("test URI")
+}
+
+fn publication(etag: &str, body: &str) -> Publication {
+    Publication {
+        etag: ETag::from_wire(etag),
+        body: Body::new("application/pidf+xml", body.as_bytes().to_vec()),
+        expires_at: Timestamp(10_000),
+        received_at: Timestamp(5_000),
+        priority: 3,
+        origin: NodeId::new("node-1"),
+    }
+}
+
+fn dialog(presentity: &str, tag: &str) -> DialogState {
+    DialogState {
+        id: DialogId { call_id: format!("c-{tag}"), remote_tag: "r".into(), local_tag: tag.into() },
+        presentity: uri(presentity),
+        event: EventKey::new("presence"),
+        event_id: None,
+        watcher: uri("sip:w@example.com"),
+        to_uri: presentity.into(),
+        from_uri: "sip:w@example.com".into(),
+        contact: "sip:w@127.0.0.1:5090".into(),
+        route_set: vec!["<sip:p;lr>".into()],
+        local_contact: "sip:127.0.0.1:5060".into(),
+        remote_cseq: 7,
+        local_cseq: 9,
+        expires_at: Timestamp(99_000),
+        status: SubStatus::Active,
+        reason: None,
+        version: 2,
+        user_agent: Some("ua".into()),
+        transport: "udp".into(),
+        source: "127.0.0.1:5090".into(),
+    }
+}
+
+/// Runs every check against `store`, which must start empty.
+pub fn run(store: &dyn Store) {
+    let alice = uri("sip:alice@example.com");
+    let alicia = uri("sip:alice@example.co");
+    let presence = EventKey::new("presence");
+    let dialog_ev = EventKey::new("dialog");
+
+    // Publications: put, read back per presentity, prefix isolation, replace, delete.
+    store.put_publication(&alice, &presence, &publication("e1", "<a/>")).unwrap();
+    store.put_publication(&alice, &presence, &publication("e2", "<b/>")).unwrap();
+    store.put_publication(&alice, &dialog_ev, &publication("e3", "<c/>")).unwrap();
+    store.put_publication(&alicia, &presence, &publication("e4", "<d/>")).unwrap();
+    let got = store.publications(&alice, &presence).unwrap();
+    let etags: Vec<_> = got.iter().map(|p| p.etag.as_str().to_string()).collect();
+    assert_eq!(etags, ["e1", "e2"], "only this presentity and event");
+    assert_eq!(got[0], publication("e1", "<a/>"), "round trip keeps every field");
+    store.put_publication(&alice, &presence, &publication("e1", "<z/>")).unwrap();
+    assert_eq!(store.publications(&alice, &presence).unwrap()[0].body.bytes.as_ref(), b"<z/>");
+    store.delete_publication(&alice, &presence, &ETag::from_wire("e1")).unwrap();
+    store.delete_publication(&alice, &presence, &ETag::from_wire("missing")).unwrap();
+    assert_eq!(store.publications(&alice, &presence).unwrap().len(), 1);
+
+    // Subscriptions: batched scan in key order covers everything exactly once.
+    for i in 0..25 {
+        store.put_subscription(&dialog("sip:bob@example.com", &format!("t{i:02}"))).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let (batch, next) = store.scan_subscriptions(after.as_deref(), 10).unwrap();
+        assert!(batch.len() <= 10);
+        seen.extend(batch.into_iter().map(|d| d.id.local_tag));
+        match next {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("t{i:02}")).collect();
+    assert_eq!(seen, expected);
+    let d = dialog("sip:bob@example.com", "t03");
+    store.delete_subscription(&d.presentity, &d.event, &d.id).unwrap();
+    let (all, _) = store.scan_subscriptions(None, 100).unwrap();
+    assert_eq!(all.len(), 24);
+    assert_eq!(all[0], dialog("sip:bob@example.com", "t00"), "round trip keeps every field");
+    store.flush().unwrap();
+}
