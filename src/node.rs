@@ -19,7 +19,7 @@ use crate::actors::shard::Shard;
 use crate::config::{self, Config};
 use crate::presence::expires::{ExpiresRules, MinExpiresAction};
 use crate::presence::package::PackageRegistry;
-use crate::presence::publication::{OrderField, RetrieveOrder, SortDir};
+use crate::presence::publication::RetrieveOrder;
 use crate::presence::request::IngressRules;
 use crate::presence::subscription::SubscriptionRules;
 use crate::transaction::Timers;
@@ -251,20 +251,5 @@ fn retrieve_order(p: &config::PresenceConfig) -> RetrieveOrder {
     if p.retrieve_order == config::RetrieveOrder::ReceivedTime {
         return RetrieveOrder::NewestFirst;
     }
-    RetrieveOrder::By(
-        p.retrieve_order_by
-            .iter()
-            .map(|k| {
-                let field = match k.field {
-                    config::OrderField::Priority => OrderField::Priority,
-                    config::OrderField::ReceivedTime => OrderField::ReceivedTime,
-                };
-                let dir = match k.direction {
-                    config::SortDirection::Asc => SortDir::Asc,
-                    config::SortDirection::Desc => SortDir::Desc,
-                };
-                (field, dir)
-            })
-            .collect(),
-    )
+    RetrieveOrder::By(p.retrieve_order_by.iter().map(|k| (k.field, k.direction)).collect())
 }

@@ -149,7 +149,8 @@ impl Handler<Publish> for PresentityActor {
                 let resp = reply
                     .response(200, "OK")
                     .header("SIP-ETag", SipETag::new(&out.etag).to_string())
-                    .header("Expires", expires.to_string());
+                    .header("Expires", expires.to_string())
+                    .header("Contact", format!("<{}>", self.ctx.server_address));
                 reply.send(resp);
                 if out.changed {
                     self.recompose();

@@ -181,23 +181,10 @@ impl TryFrom<i64> for LocalLogLevel {
     }
 }
 
-/// A field publications can be ordered by (`retrieve_order_by`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OrderField {
-    /// The publication's priority (`xavp_cfg` header attribute `priority=N`).
-    Priority,
-    /// The time the publication was received.
-    ReceivedTime,
-}
-
-/// Sort direction of one `retrieve_order_by` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SortDirection {
-    /// Highest priority / newest first. The default when no suffix is written.
-    Desc,
-    /// Lowest priority / oldest first.
-    Asc,
-}
+/// The order keys are the presence core's own types: a field (`priority`,
+/// `received_time`) and a direction (a field written without one sorts descending: highest
+/// priority / newest first).
+pub use crate::presence::publication::{OrderField, SortDir as SortDirection};
 
 /// One `retrieve_order_by` item: a field and its direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

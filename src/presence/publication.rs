@@ -123,7 +123,7 @@ impl PublishError {
 }
 
 /// A key publications can be ordered by (`retrieve_order_by`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OrderField {
     /// [`Publication::priority`].
     Priority,
@@ -132,7 +132,7 @@ pub enum OrderField {
 }
 
 /// A sort direction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SortDir {
     /// Smallest first (SQL's default, as in Kamailio's `retrieve_order_by`).
     Asc,
@@ -152,39 +152,6 @@ pub enum RetrieveOrder {
 }
 
 impl RetrieveOrder {
-    /// From `retrieve_order` and `retrieve_order_by` (`"priority, received_time desc"`).
-    /// `Err` names the offending item.
-    pub fn from_config(retrieve_order: i64, order_by: &str) -> Result<Self, String> {
-        match retrieve_order {
-            0 => Ok(RetrieveOrder::NewestFirst),
-            1 => {
-                let mut keys = Vec::new();
-                for item in order_by.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let mut words = item.split_whitespace();
-                    let field = match words.next().map(str::to_ascii_lowercase).as_deref() {
-                        Some("priority") => OrderField::Priority,
-                        Some("received_time") => OrderField::ReceivedTime,
-                        _ => return Err(format!("unknown order field {item:?}")),
-                    };
-                    let dir = match words.next().map(str::to_ascii_lowercase).as_deref() {
-                        None | Some("asc") => SortDir::Asc,
-                        Some("desc") => SortDir::Desc,
-                        Some(_) => return Err(format!("bad sort direction in {item:?}")),
-                    };
-                    if words.next().is_some() {
-                        return Err(format!("trailing words in {item:?}"));
-                    }
-                    keys.push((field, dir));
-                }
-                if keys.is_empty() {
-                    return Err("retrieve_order_by is empty".to_string());
-                }
-                Ok(RetrieveOrder::By(keys))
-            }
-            other => Err(format!("retrieve_order must be 0 or 1, not {other}")),
-        }
-    }
-
     /// Sorts `pubs` into composition order (first = highest precedence). Stable: equal keys
     /// keep newest-first order, then the later-inserted first.
     pub fn sort(&self, pubs: &mut [&Publication]) {
@@ -254,25 +221,6 @@ mod tests {
         // Equal on every key: the later-inserted first.
         let same = [publication("x", 10, 1), publication("y", 10, 1)];
         assert_eq!(order_of(&RetrieveOrder::NewestFirst, &same), ["y", "x"]);
-    }
-
-    #[test]
-    fn order_from_config() {
-        assert_eq!(
-            RetrieveOrder::from_config(0, "whatever"),
-            Ok(RetrieveOrder::NewestFirst)
-        );
-        assert_eq!(
-            RetrieveOrder::from_config(1, "priority, received_time DESC"),
-            Ok(RetrieveOrder::By(vec![
-                (OrderField::Priority, SortDir::Asc),
-                (OrderField::ReceivedTime, SortDir::Desc)
-            ]))
-        );
-        assert!(RetrieveOrder::from_config(1, "priority sideways").is_err());
-        assert!(RetrieveOrder::from_config(1, "etag").is_err());
-        assert!(RetrieveOrder::from_config(1, " , ").is_err());
-        assert!(RetrieveOrder::from_config(2, "priority").is_err());
     }
 
     #[test]

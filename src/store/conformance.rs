@@ -24,7 +24,11 @@ fn publication(etag: &str, body: &str) -> Publication {
 
 fn dialog(presentity: &str, tag: &str) -> DialogState {
     DialogState {
-        id: DialogId { call_id: format!("c-{tag}"), remote_tag: "r".into(), local_tag: tag.into() },
+        id: DialogId {
+            call_id: format!("c-{tag}"),
+            remote_tag: "r".into(),
+            local_tag: tag.into(),
+        },
         presentity: uri(presentity),
         event: EventKey::new("presence"),
         event_id: None,
@@ -54,23 +58,49 @@ pub fn run(store: &dyn Store) {
     let dialog_ev = EventKey::new("dialog");
 
     // Publications: put, read back per presentity, prefix isolation, replace, delete.
-    store.put_publication(&alice, &presence, &publication("e1", "<a/>")).unwrap();
-    store.put_publication(&alice, &presence, &publication("e2", "<b/>")).unwrap();
-    store.put_publication(&alice, &dialog_ev, &publication("e3", "<c/>")).unwrap();
-    store.put_publication(&alicia, &presence, &publication("e4", "<d/>")).unwrap();
+    store
+        .put_publication(&alice, &presence, &publication("e1", "<a/>"))
+        .unwrap();
+    store
+        .put_publication(&alice, &presence, &publication("e2", "<b/>"))
+        .unwrap();
+    store
+        .put_publication(&alice, &dialog_ev, &publication("e3", "<c/>"))
+        .unwrap();
+    store
+        .put_publication(&alicia, &presence, &publication("e4", "<d/>"))
+        .unwrap();
     let got = store.publications(&alice, &presence).unwrap();
     let etags: Vec<_> = got.iter().map(|p| p.etag.as_str().to_string()).collect();
     assert_eq!(etags, ["e1", "e2"], "only this presentity and event");
-    assert_eq!(got[0], publication("e1", "<a/>"), "round trip keeps every field");
-    store.put_publication(&alice, &presence, &publication("e1", "<z/>")).unwrap();
-    assert_eq!(store.publications(&alice, &presence).unwrap()[0].body.bytes.as_ref(), b"<z/>");
-    store.delete_publication(&alice, &presence, &ETag::from_wire("e1")).unwrap();
-    store.delete_publication(&alice, &presence, &ETag::from_wire("missing")).unwrap();
+    assert_eq!(
+        got[0],
+        publication("e1", "<a/>"),
+        "round trip keeps every field"
+    );
+    store
+        .put_publication(&alice, &presence, &publication("e1", "<z/>"))
+        .unwrap();
+    assert_eq!(
+        store.publications(&alice, &presence).unwrap()[0]
+            .body
+            .bytes
+            .as_ref(),
+        b"<z/>"
+    );
+    store
+        .delete_publication(&alice, &presence, &ETag::from_wire("e1"))
+        .unwrap();
+    store
+        .delete_publication(&alice, &presence, &ETag::from_wire("missing"))
+        .unwrap();
     assert_eq!(store.publications(&alice, &presence).unwrap().len(), 1);
 
     // Subscriptions: batched scan in key order covers everything exactly once.
     for i in 0..25 {
-        store.put_subscription(&dialog("sip:bob@example.com", &format!("t{i:02}"))).unwrap();
+        store
+            .put_subscription(&dialog("sip:bob@example.com", &format!("t{i:02}")))
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut after: Option<Vec<u8>> = None;
@@ -86,9 +116,15 @@ pub fn run(store: &dyn Store) {
     let expected: Vec<String> = (0..25).map(|i| format!("t{i:02}")).collect();
     assert_eq!(seen, expected);
     let d = dialog("sip:bob@example.com", "t03");
-    store.delete_subscription(&d.presentity, &d.event, &d.id).unwrap();
+    store
+        .delete_subscription(&d.presentity, &d.event, &d.id)
+        .unwrap();
     let (all, _) = store.scan_subscriptions(None, 100).unwrap();
     assert_eq!(all.len(), 24);
-    assert_eq!(all[0], dialog("sip:bob@example.com", "t00"), "round trip keeps every field");
+    assert_eq!(
+        all[0],
+        dialog("sip:bob@example.com", "t00"),
+        "round trip keeps every field"
+    );
     store.flush().unwrap();
 }

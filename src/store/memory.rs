@@ -34,18 +34,36 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn put_publication(&self, uri: &PresentityUri, event: &EventKey, p: &Publication) -> Result<(), StoreError> {
+    fn put_publication(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+        p: &Publication,
+    ) -> Result<(), StoreError> {
         let v = codec::encode(PUBLICATION_V1, p);
-        self.tables().publications.insert(publication_key(uri, event, &p.etag), v);
+        self.tables()
+            .publications
+            .insert(publication_key(uri, event, &p.etag), v);
         Ok(())
     }
 
-    fn delete_publication(&self, uri: &PresentityUri, event: &EventKey, etag: &ETag) -> Result<(), StoreError> {
-        self.tables().publications.remove(&publication_key(uri, event, etag));
+    fn delete_publication(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+        etag: &ETag,
+    ) -> Result<(), StoreError> {
+        self.tables()
+            .publications
+            .remove(&publication_key(uri, event, etag));
         Ok(())
     }
 
-    fn publications(&self, uri: &PresentityUri, event: &EventKey) -> Result<Vec<Publication>, StoreError> {
+    fn publications(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<Vec<Publication>, StoreError> {
         let prefix = presentity_prefix(uri, event);
         let t = self.tables();
         t.publications
@@ -57,12 +75,21 @@ impl Store for MemoryStore {
 
     fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError> {
         let v = codec::encode(SUBSCRIPTION_V1, d);
-        self.tables().subscriptions.insert(subscription_key(&d.presentity, &d.event, &d.id), v);
+        self.tables()
+            .subscriptions
+            .insert(subscription_key(&d.presentity, &d.event, &d.id), v);
         Ok(())
     }
 
-    fn delete_subscription(&self, presentity: &PresentityUri, event: &EventKey, id: &DialogId) -> Result<(), StoreError> {
-        self.tables().subscriptions.remove(&subscription_key(presentity, event, id));
+    fn delete_subscription(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        id: &DialogId,
+    ) -> Result<(), StoreError> {
+        self.tables()
+            .subscriptions
+            .remove(&subscription_key(presentity, event, id));
         Ok(())
     }
 
