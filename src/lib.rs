@@ -22,6 +22,7 @@
 //! * [`store`] is the persistence seam; [`config`] the TOML configuration tree.
 
 pub mod actors;
+pub mod api;
 pub mod clock;
 pub mod codec;
 pub mod config;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::actors::context::{NodeCtx, PublishRules};
 use crate::actors::router::Router;
 use crate::actors::shard::Shard;
+use crate::api::NodeApi;
 use crate::config::{self, Config};
 use crate::presence::expires::{ExpiresRules, MinExpiresAction};
 use crate::presence::package::PackageRegistry;
@@ -54,6 +55,8 @@ pub struct NodeHandle {
     pub udp_addr: Option<SocketAddr>,
     /// The bound TCP address of the first TCP listener.
     pub tcp_addr: Option<SocketAddr>,
+    /// Query and control handle (admin endpoint, embedders).
+    pub api: NodeApi,
     shutdown: watch::Sender<bool>,
     arbiters: Vec<Arbiter>,
 }
@@ -205,6 +208,12 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
             Shard::start_in_arbiter(&arbiters[i % cores].handle(), move |_| Shard::new(i, c))
         })
         .collect();
+    let api = NodeApi::new(
+        shards.clone(),
+        p.sip_uri_match,
+        cfg.node.id.clone(),
+        ctx.packages.clone(),
+    );
     let router: Arc<dyn Dispatch> = Arc::new(Router::new(
         shards,
         p.sip_uri_match,
@@ -242,6 +251,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
     Ok(NodeHandle {
         udp_addr,
         tcp_addr,
+        api,
         shutdown,
         arbiters,
     })
@@ -251,5 +261,10 @@ fn retrieve_order(p: &config::PresenceConfig) -> RetrieveOrder {
     if p.retrieve_order == config::RetrieveOrder::ReceivedTime {
         return RetrieveOrder::NewestFirst;
     }
-    RetrieveOrder::By(p.retrieve_order_by.iter().map(|k| (k.field, k.direction)).collect())
+    RetrieveOrder::By(
+        p.retrieve_order_by
+            .iter()
+            .map(|k| (k.field, k.direction))
+            .collect(),
+    )
 }

@@ -82,6 +82,10 @@ pub struct RegisterDialog {
     pub addr: Addr<SubscriptionActor>,
     /// Presentity and Call-ID (for `delete_same_subs`).
     pub same_key: (PresentityUri, String),
+    /// Event package (for listing by filter).
+    pub event: EventKey,
+    /// Watcher URI (for listing by filter).
+    pub watcher: PresentityUri,
 }
 
 /// A subscription is over: forget it and stop it.

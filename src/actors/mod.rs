@@ -40,6 +40,7 @@
 //!   the core; timers are one `run_later` per actor for the core's `next_deadline`.
 
 pub mod context;
+pub mod inspect;
 pub mod messages;
 pub mod presentity;
 pub mod router;

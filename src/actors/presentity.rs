@@ -8,6 +8,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::context::NodeCtx;
+use super::inspect::{
+    body_text, CountWatchers, PresentityView, PublicationView, RefreshWatchers, SnapshotPresentity,
+    Sweep,
+};
 use super::messages::*;
 use super::shard::Shard;
 use super::subscription::SubscriptionActor;
@@ -35,6 +39,7 @@ pub struct PresentityActor {
     handled: u64,
     timer: Option<(Timestamp, SpawnHandle)>,
     shard: Addr<Shard>,
+    last_activity: Timestamp,
 }
 
 impl PresentityActor {
@@ -63,6 +68,7 @@ impl PresentityActor {
                 handled: 0,
                 timer: None,
                 shard,
+                last_activity: clock::now(),
             }
         })
     }
@@ -88,6 +94,7 @@ impl PresentityActor {
 
     /// Re-arms the expiry timer and reports idleness after every message.
     fn after_message(&mut self, ctx: &mut Context<Self>) {
+        self.last_activity = clock::now();
         let next = self.core.next_expiry();
         if self.timer.as_ref().map(|t| t.0) != next {
             if let Some((_, h)) = self.timer.take() {
@@ -97,7 +104,7 @@ impl PresentityActor {
                 let delay = clock::now().until(at);
                 let h = ctx.run_later(delay, |this, ctx| {
                     this.timer = None;
-                    this.on_expiry_timer();
+                    let _ = this.on_expiry_timer();
                     this.after_message(ctx);
                 });
                 self.timer = Some((at, h));
@@ -111,16 +118,18 @@ impl PresentityActor {
         }
     }
 
-    fn on_expiry_timer(&mut self) {
+    /// Removes what has expired; returns how many publications went.
+    fn on_expiry_timer(&mut self) -> usize {
         let expired = self.core.expire(clock::now());
         if expired.is_empty() {
-            return;
+            return 0;
         }
         tracing::debug!(presentity = %self.core.uri(), count = expired.len(), "publications expired");
         self.recompose();
         if !self.ctx.publish.force_delete {
             self.fan_out(None);
         }
+        expired.len()
     }
 }
 
@@ -213,5 +222,54 @@ impl Handler<Stop> for PresentityActor {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+impl Handler<SnapshotPresentity> for PresentityActor {
+    type Result = MessageResult<SnapshotPresentity>;
+
+    fn handle(&mut self, _: SnapshotPresentity, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(PresentityView {
+            uri: self.core.uri().to_string(),
+            event: self.core.event().to_string(),
+            publications: self
+                .core
+                .publications()
+                .iter()
+                .map(PublicationView::from)
+                .collect(),
+            composed: body_text(&self.composed),
+            watchers: self.watchers.len(),
+            handled: self.handled,
+            last_activity: self.last_activity.0,
+        })
+    }
+}
+
+impl Handler<RefreshWatchers> for PresentityActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: RefreshWatchers, _: &mut Context<Self>) -> usize {
+        self.recompose();
+        self.fan_out(None);
+        self.watchers.len()
+    }
+}
+
+impl Handler<Sweep> for PresentityActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: Sweep, ctx: &mut Context<Self>) -> usize {
+        let n = self.on_expiry_timer();
+        self.after_message(ctx);
+        n
+    }
+}
+
+impl Handler<CountWatchers> for PresentityActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountWatchers, _: &mut Context<Self>) -> usize {
+        self.watchers.len()
     }
 }

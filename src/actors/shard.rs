@@ -9,11 +9,12 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::context::NodeCtx;
+use super::inspect::*;
 use super::messages::*;
 use super::presentity::PresentityActor;
 use super::router::tag_for_shard;
 use super::subscription::SubscriptionActor;
-use crate::clock;
+use crate::clock::{self, Timestamp};
 use crate::ids::{DialogId, EventKey, PresentityUri};
 use crate::presence::request::{publish_request, subscribe_request, Rejection};
 use crate::presence::subscription::{DialogState, SubStatus};
@@ -32,17 +33,25 @@ struct PresEntry {
     sent: u64,
 }
 
+struct DialogEntry {
+    addr: Addr<SubscriptionActor>,
+    presentity: PresentityUri,
+    event: EventKey,
+    watcher: PresentityUri,
+}
+
 /// One shard of the registry.
 pub struct Shard {
     idx: usize,
     ctx: Arc<NodeCtx>,
     txns: ServerTransactions,
     presentities: HashMap<PresKey, PresEntry>,
-    dialogs: HashMap<String, Addr<SubscriptionActor>>,
+    dialogs: HashMap<String, DialogEntry>,
     /// (presentity, Call-ID) → tag, kept only with `delete_same_subs = 1`.
     same_subs: HashMap<(PresentityUri, String), String>,
     /// Our own address, handed to the presentity actors we create (set in `started`).
     me: Option<Addr<Shard>>,
+    last_activity: Timestamp,
 }
 
 impl Shard {
@@ -57,6 +66,7 @@ impl Shard {
             dialogs: HashMap::new(),
             same_subs: HashMap::new(),
             me: None,
+            last_activity: clock::now(),
         }
     }
 
@@ -144,7 +154,7 @@ impl Shard {
             };
         let now = clock::now();
         if let Some(tag) = sub.local_tag.as_deref() {
-            let Some(addr) = self.dialogs.get(tag) else {
+            let Some(addr) = self.dialogs.get(tag).map(|d| &d.addr) else {
                 return reply.reject(&rejection(481, "Call/Transaction Does Not Exist"));
             };
             let cseq = reply.request().cseq.seq;
@@ -199,7 +209,7 @@ impl Shard {
         if self.ctx.delete_same_subs {
             let same = (sub.presentity.clone(), dialog.id.call_id.clone());
             if let Some(old) = self.same_subs.get(&same).and_then(|t| self.dialogs.get(t)) {
-                old.do_send(Replaced);
+                old.addr.do_send(Replaced);
             }
         }
         let key = (sub.presentity, sub.event);
@@ -261,7 +271,13 @@ impl Shard {
             );
             return;
         }
-        let Some(addr) = resp.from.tag.as_deref().and_then(|t| self.dialogs.get(t)) else {
+        let Some(addr) = resp
+            .from
+            .tag
+            .as_deref()
+            .and_then(|t| self.dialogs.get(t))
+            .map(|d| &d.addr)
+        else {
             tracing::debug!(call_id = %resp.call_id, "NOTIFY response for an unknown dialog");
             return;
         };
@@ -339,6 +355,7 @@ impl Handler<ToShard> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: ToShard, ctx: &mut Context<Self>) {
+        self.last_activity = clock::now();
         let source = msg.0.source;
         match msg.0.msg {
             Message::Request(req) => self.on_request(req, source, ctx),
@@ -361,9 +378,15 @@ impl Handler<RegisterDialog> for Shard {
 
     fn handle(&mut self, msg: RegisterDialog, _: &mut Context<Self>) {
         if self.ctx.delete_same_subs {
-            self.same_subs.insert(msg.same_key, msg.tag.clone());
+            self.same_subs.insert(msg.same_key.clone(), msg.tag.clone());
         }
-        self.dialogs.insert(msg.tag, msg.addr);
+        let entry = DialogEntry {
+            addr: msg.addr,
+            presentity: msg.same_key.0,
+            event: msg.event,
+            watcher: msg.watcher,
+        };
+        self.dialogs.insert(msg.tag, entry);
     }
 }
 
@@ -371,8 +394,8 @@ impl Handler<DialogGone> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: DialogGone, _: &mut Context<Self>) {
-        if let Some(addr) = self.dialogs.remove(&msg.tag) {
-            addr.do_send(Stop);
+        if let Some(entry) = self.dialogs.remove(&msg.tag) {
+            entry.addr.do_send(Stop);
         }
         if self.same_subs.get(&msg.same_key) == Some(&msg.tag) {
             self.same_subs.remove(&msg.same_key);
@@ -393,5 +416,124 @@ impl Handler<PresentityIdle> for Shard {
         if let Some(entry) = self.presentities.remove(&msg.key) {
             entry.addr.do_send(Stop);
         }
+    }
+}
+
+impl Handler<ListPresentities> for Shard {
+    type Result = ResponseFuture<Vec<Snapshot<PresentityView>>>;
+
+    fn handle(&mut self, msg: ListPresentities, _: &mut Context<Self>) -> Self::Result {
+        let f = msg.0;
+        let targets: Vec<(String, Addr<PresentityActor>)> = self
+            .presentities
+            .iter()
+            .filter(|((uri, ev), _)| {
+                f.uri.as_ref().is_none_or(|u| u == uri) && f.event.as_ref().is_none_or(|e| e == ev)
+            })
+            .map(|((uri, ev), e)| (format!("{uri} {ev}"), e.addr.clone()))
+            .collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(targets.len());
+            for (key, addr) in targets {
+                out.push(
+                    match addr
+                        .send(SnapshotPresentity)
+                        .timeout(SNAPSHOT_TIMEOUT)
+                        .await
+                    {
+                        Ok(v) => Snapshot::Ready(v),
+                        Err(_) => Snapshot::Busy { key, state: "busy" },
+                    },
+                );
+            }
+            out
+        })
+    }
+}
+
+impl Handler<ListSubscriptions> for Shard {
+    type Result = ResponseFuture<Vec<Snapshot<SubscriptionView>>>;
+
+    fn handle(&mut self, msg: ListSubscriptions, _: &mut Context<Self>) -> Self::Result {
+        let f = msg.0;
+        let targets: Vec<(String, Addr<SubscriptionActor>)> = self
+            .dialogs
+            .iter()
+            .filter(|(tag, d)| {
+                f.id.as_ref().is_none_or(|i| i == *tag)
+                    && f.presentity.as_ref().is_none_or(|p| *p == d.presentity)
+                    && f.watcher.as_ref().is_none_or(|w| *w == d.watcher)
+                    && f.event.as_ref().is_none_or(|e| *e == d.event)
+            })
+            .map(|(tag, d)| (tag.clone(), d.addr.clone()))
+            .collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(targets.len());
+            for (key, addr) in targets {
+                out.push(
+                    match addr
+                        .send(SnapshotSubscription)
+                        .timeout(SNAPSHOT_TIMEOUT)
+                        .await
+                    {
+                        Ok(v) => Snapshot::Ready(v),
+                        Err(_) => Snapshot::Busy { key, state: "busy" },
+                    },
+                );
+            }
+            out
+        })
+    }
+}
+
+impl Handler<Stats> for Shard {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(ShardStats {
+            presentities: self.presentities.len(),
+            subscriptions: self.dialogs.len(),
+            transactions: self.txns.len(),
+            last_activity: self.last_activity.0,
+        })
+    }
+}
+
+impl Handler<ForPresentity> for Shard {
+    type Result = ResponseFuture<Option<usize>>;
+
+    fn handle(&mut self, msg: ForPresentity, _: &mut Context<Self>) -> Self::Result {
+        let addr = self
+            .presentities
+            .get(&(msg.uri, msg.event))
+            .map(|e| e.addr.clone());
+        Box::pin(async move {
+            let addr = addr?;
+            let r = match msg.action {
+                PresentityAction::Refresh => {
+                    addr.send(RefreshWatchers).timeout(SNAPSHOT_TIMEOUT).await
+                }
+                PresentityAction::Sweep => addr.send(Sweep).timeout(SNAPSHOT_TIMEOUT).await,
+                PresentityAction::CountWatchers => {
+                    addr.send(CountWatchers).timeout(SNAPSHOT_TIMEOUT).await
+                }
+            };
+            r.ok()
+        })
+    }
+}
+
+impl Handler<SweepShard> for Shard {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _: SweepShard, _: &mut Context<Self>) -> Self::Result {
+        let targets: Vec<_> = self.presentities.values().map(|e| e.addr.clone()).collect();
+        Box::pin(async move {
+            let mut removed = 0;
+            for a in targets {
+                removed += a.send(Sweep).timeout(SNAPSHOT_TIMEOUT).await.unwrap_or(0);
+            }
+            removed
+        })
     }
 }

@@ -7,6 +7,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::context::NodeCtx;
+use super::inspect::{SnapshotSubscription, SubscriptionView};
 use super::messages::*;
 use super::presentity::PresentityActor;
 use super::shard::Shard;
@@ -32,6 +33,7 @@ pub struct SubscriptionActor {
     timer: Option<(Timestamp, SpawnHandle)>,
     /// Unregistered; waiting for the shard's `Stop`.
     gone: bool,
+    last_activity: Timestamp,
 }
 
 impl SubscriptionActor {
@@ -60,11 +62,13 @@ impl SubscriptionActor {
                 in_flight: None,
                 timer: None,
                 gone: false,
+                last_activity: clock::now(),
             }
         })
     }
 
     fn apply(&mut self, effects: Vec<SubEffect>, ctx: &mut Context<Self>) {
+        self.last_activity = clock::now();
         for e in effects {
             match e {
                 SubEffect::Notify(spec) => self.send_notify(&spec),
@@ -200,6 +204,8 @@ impl Actor for SubscriptionActor {
             tag: d.id.local_tag.clone(),
             addr: ctx.address(),
             same_key: (d.presentity.clone(), d.id.call_id.clone()),
+            event: d.event.clone(),
+            watcher: d.watcher.clone(),
         });
         if let Some(reply) = self.first_reply.take() {
             let expires = clock::now().secs_until(d.expires_at);
@@ -304,5 +310,20 @@ impl Handler<Stop> for SubscriptionActor {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+impl Handler<SnapshotSubscription> for SubscriptionActor {
+    type Result = MessageResult<SnapshotSubscription>;
+
+    fn handle(&mut self, _: SnapshotSubscription, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(SubscriptionView::new(
+            self.core.dialog(),
+            self.core.last_reply(),
+            self.core.notify_in_flight(),
+            self.ctx.node_id.as_str(),
+            clock::now(),
+            self.last_activity,
+        ))
     }
 }

@@ -1,0 +1,220 @@
+//! [`NodeApi`]: the handle through which the admin endpoint and embedding programs query and
+//! steer a running node (the part of Kamailio's `presence_api_t` / RPCs that needs live
+//! state: `get_presentity`, `has_subscribers`, `refreshWatchers`, `cleanup`, listings).
+//!
+//! Every call is a message to the shards (never a shared lock); each actor answers within
+//! [`crate::actors::inspect::SNAPSHOT_TIMEOUT`] or is reported busy.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::actors::inspect::*;
+use crate::actors::router::shard_of_presentity;
+use crate::actors::shard::Shard;
+use crate::ids::{EventKey, NodeId, PresentityUri, UriMatch};
+use crate::presence::package::PackageRegistry;
+
+/// A cheap clonable handle on a running node.
+#[derive(Clone)]
+pub struct NodeApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Vec<Addr<Shard>>,
+    uri_match: UriMatch,
+    node_id: NodeId,
+    packages: PackageRegistry,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Not a SIP URI.
+    #[error("invalid URI {0:?}")]
+    BadUri(String),
+    /// The event package is not registered.
+    #[error("unknown event package {0:?}")]
+    UnknownEvent(String),
+    /// A shard did not answer (node shutting down).
+    #[error("node unavailable")]
+    Unavailable,
+}
+
+impl NodeApi {
+    /// A handle over `shards` (index = shard number).
+    pub fn new(
+        shards: Vec<Addr<Shard>>,
+        uri_match: UriMatch,
+        node_id: NodeId,
+        packages: PackageRegistry,
+    ) -> Self {
+        NodeApi {
+            inner: Arc::new(Inner {
+                shards,
+                uri_match,
+                node_id,
+                packages,
+            }),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.inner.node_id
+    }
+
+    /// The registered event packages (for Allow-Events).
+    pub fn event_list(&self) -> Vec<String> {
+        self.inner.packages.event_list()
+    }
+
+    /// Parses and normalises a presentity URI as the node does.
+    pub fn presentity(&self, uri: &str) -> Result<PresentityUri, ApiError> {
+        PresentityUri::parse(uri, self.inner.uri_match)
+            .ok_or_else(|| ApiError::BadUri(uri.to_string()))
+    }
+
+    /// Checks that `event` is a registered package.
+    pub fn event(&self, event: &str) -> Result<EventKey, ApiError> {
+        let key = EventKey::new(event);
+        if self.inner.packages.contains(&key) {
+            Ok(key)
+        } else {
+            Err(ApiError::UnknownEvent(event.to_string()))
+        }
+    }
+
+    fn shard_for(&self, uri: &PresentityUri) -> &Addr<Shard> {
+        &self.inner.shards[shard_of_presentity(uri, self.inner.shards.len())]
+    }
+
+    /// Presentities matching the filter (only the owning shard is asked when a URI is given).
+    pub async fn presentities(
+        &self,
+        filter: PresentityFilter,
+    ) -> Result<Vec<Snapshot<PresentityView>>, ApiError> {
+        let targets: Vec<&Addr<Shard>> = match &filter.uri {
+            Some(u) => vec![self.shard_for(u)],
+            None => self.inner.shards.iter().collect(),
+        };
+        let mut out = Vec::new();
+        for s in targets {
+            let part = s
+                .send(ListPresentities(filter.clone()))
+                .await
+                .map_err(|_| ApiError::Unavailable)?;
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// Subscriptions matching the filter (every shard is asked: a watcher's dialogs live in
+    /// the shards of the presentities it watches).
+    pub async fn subscriptions(
+        &self,
+        filter: SubscriptionFilter,
+    ) -> Result<Vec<Snapshot<SubscriptionView>>, ApiError> {
+        let targets: Vec<&Addr<Shard>> = match (&filter.presentity, &filter.id) {
+            (Some(p), _) => vec![self.shard_for(p)],
+            (None, Some(id)) => {
+                match crate::actors::router::shard_from_tag(id, self.inner.shards.len()) {
+                    Some(i) => vec![&self.inner.shards[i]],
+                    None => Vec::new(),
+                }
+            }
+            (None, None) => self.inner.shards.iter().collect(),
+        };
+        let mut out = Vec::new();
+        for s in targets {
+            let part = s
+                .send(ListSubscriptions(filter.clone()))
+                .await
+                .map_err(|_| ApiError::Unavailable)?;
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// Per-shard counts.
+    pub async fn stats(&self) -> Result<Vec<ShardStats>, ApiError> {
+        let mut out = Vec::with_capacity(self.inner.shards.len());
+        for s in &self.inner.shards {
+            out.push(s.send(Stats).await.map_err(|_| ApiError::Unavailable)?);
+        }
+        Ok(out)
+    }
+
+    /// The composed document of a presentity (`get_presentity`), `None` without state.
+    pub async fn composed(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<Option<String>, ApiError> {
+        let filter = PresentityFilter {
+            uri: Some(uri.clone()),
+            event: Some(event.clone()),
+        };
+        let views = self.presentities(filter).await?;
+        Ok(views.into_iter().find_map(|v| match v {
+            Snapshot::Ready(v) => v.composed,
+            Snapshot::Busy { .. } => None,
+        }))
+    }
+
+    /// Whether a presentity has local subscribers for `event` (`pres_has_subscribers`).
+    pub async fn has_subscribers(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<bool, ApiError> {
+        Ok(self
+            .control(uri, event, PresentityAction::CountWatchers)
+            .await?
+            .unwrap_or(0)
+            > 0)
+    }
+
+    /// Re-sends the current state to every watcher (`presence.refreshWatchers`); returns how
+    /// many were notified.
+    pub async fn refresh_watchers(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<usize, ApiError> {
+        Ok(self
+            .control(uri, event, PresentityAction::Refresh)
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Removes everything expired now (`presence.cleanup`); returns publications removed.
+    pub async fn cleanup(&self) -> Result<usize, ApiError> {
+        let mut removed = 0;
+        for s in &self.inner.shards {
+            removed += s
+                .send(SweepShard)
+                .await
+                .map_err(|_| ApiError::Unavailable)?;
+        }
+        Ok(removed)
+    }
+
+    async fn control(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+        action: PresentityAction,
+    ) -> Result<Option<usize>, ApiError> {
+        let msg = ForPresentity {
+            uri: uri.clone(),
+            event: event.clone(),
+            action,
+        };
+        self.shard_for(uri)
+            .send(msg)
+            .await
+            .map_err(|_| ApiError::Unavailable)
+    }
+}
