@@ -10,7 +10,9 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 fn main() -> std::io::Result<()> {
-    let server = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:5060".into());
+    let server = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:5060".into());
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     let port = sock.local_addr()?.port();
@@ -43,7 +45,9 @@ fn exchange(sock: &UdpSocket, server: &str, msg: &str, expect: usize) -> std::io
     let mut got = 0;
     let end = Instant::now() + Duration::from_secs(5);
     while got < expect && Instant::now() < end {
-        let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&buf[..n]).to_string();
         println!("<<< received from {from}\n{text}");
         got += 1;
@@ -63,7 +67,12 @@ fn exchange(sock: &UdpSocket, server: &str, msg: &str, expect: usize) -> std::io
 fn answer(req: &str) -> String {
     let mut out = String::from("SIP/2.0 200 OK\r\n");
     for line in req.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"].contains(&name.as_str()) {
             out.push_str(line);
             out.push_str("\r\n");
