@@ -29,6 +29,7 @@ pub mod config;
 pub mod ids;
 pub mod node;
 pub mod presence;
+pub mod restore;
 pub mod sip;
 pub mod store;
 pub mod transaction;

@@ -14,6 +14,7 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use crate::actors::context::{NodeCtx, PublishRules};
+use crate::actors::persist::Persistence;
 use crate::actors::router::Router;
 use crate::actors::shard::Shard;
 use crate::api::NodeApi;
@@ -47,6 +48,12 @@ pub enum StartError {
     /// No listener configured.
     #[error("no usable [sip] listen address")]
     NoListener,
+    /// The store cannot be opened.
+    #[error("{0}")]
+    Store(#[from] crate::store::sled::OpenError),
+    /// The store cannot be read back.
+    #[error("restoring state from the store failed: {0}")]
+    Restore(#[from] crate::store::StoreError),
 }
 
 /// A running node: its bound addresses, and the way to stop it.
@@ -59,6 +66,7 @@ pub struct NodeHandle {
     pub api: NodeApi,
     shutdown: watch::Sender<bool>,
     arbiters: Vec<Arbiter>,
+    persist: Persistence,
 }
 
 impl NodeHandle {
@@ -66,6 +74,10 @@ impl NodeHandle {
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         tokio::time::sleep(grace.min(Duration::from_secs(5))).await;
+        match self.persist.flush().await {
+            Ok(()) => tracing::info!("store flushed"),
+            Err(e) => tracing::error!(error = %e, "store flush at shutdown failed"),
+        }
         for a in &self.arbiters {
             a.stop();
         }
@@ -91,6 +103,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         );
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let persist = crate::restore::open(cfg)?;
 
     // Sockets first, so that a bind error stops the start before anything runs.
     let mut udp_sockets = Vec::new();
@@ -195,6 +208,8 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         server_address,
         timers,
         sender: sender.clone(),
+        persist: persist.clone(),
+        cseq_may_lag: p.subs_db_mode == config::SubsDbMode::WriteBack,
     });
 
     // One Arbiter per core; shards spread over them round-robin.
@@ -208,6 +223,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
             Shard::start_in_arbiter(&arbiters[i % cores].handle(), move |_| Shard::new(i, c))
         })
         .collect();
+    let api_shards = shards.clone();
     let api = NodeApi::new(
         shards.clone(),
         p.sip_uri_match,
@@ -221,6 +237,8 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         limits.retry_after,
     ));
     tcp.set_dispatch(router.clone());
+    crate::restore::restore(cfg, &persist, &api_shards)?;
+    spawn_store_timers(cfg, &persist, shutdown_rx.clone());
 
     for s in udp_sockets {
         let local = s.local_addr().ok();
@@ -245,7 +263,9 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         server_address = %ctx.server_address,
         shards = p.pres_shards(),
         arbiters = cores,
-        storage = "memory (subs_db_mode = 0, publ_cache = 2)",
+        subs_db_mode = %p.subs_db_mode,
+        publ_cache = %p.publ_cache,
+        data_dir = %cfg.node.data_dir.display(),
         "presenced listening"
     );
     Ok(NodeHandle {
@@ -254,6 +274,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         api,
         shutdown,
         arbiters,
+        persist,
     })
 }
 
@@ -267,4 +288,52 @@ fn retrieve_order(p: &config::PresenceConfig) -> RetrieveOrder {
             .map(|k| (k.field, k.direction))
             .collect(),
     )
+}
+
+/// The write-back flush every `db_update_period` (whenever something is stored) and the
+/// `clean_period` sweep of expired records no live actor holds.
+fn spawn_store_timers(cfg: &Config, persist: &Persistence, mut shutdown: watch::Receiver<bool>) {
+    if persist.store().is_none() {
+        return;
+    }
+    if let Some(every) = cfg.presence.db_update_interval() {
+        let persist = persist.clone();
+        let mut stop = shutdown.clone();
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                let started = std::time::Instant::now();
+                match persist.flush().await {
+                    Ok(()) => tracing::debug!(ms = started.elapsed().as_millis() as u64, "periodic store flush"),
+                    Err(e) => tracing::error!(error = %e, "periodic store flush failed"),
+                }
+            }
+        });
+    }
+    if let Some(every) = cfg.presence.clean_interval() {
+        let persist = persist.clone();
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => break,
+                }
+                let p = persist.clone();
+                let swept = tokio::task::spawn_blocking(move || crate::restore::sweep(&p, crate::clock::now())).await;
+                match swept {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(removed = n, "clean_period sweep removed expired records"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "clean_period sweep failed"),
+                    Err(e) => tracing::error!(error = %e, "clean_period sweep panicked"),
+                }
+            }
+        });
+    }
 }

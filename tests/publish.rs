@@ -26,7 +26,11 @@ fn initial_publish_gets_200_with_etag_and_expires() {
     let etag = r.header("SIP-ETag").expect("SIP-ETag");
     assert_eq!(etag.len(), 32);
     assert_eq!(r.header("Expires"), Some("120"));
-    assert_eq!(r.header("Contact"), Some(format!("<sip:{}>", node.udp).as_str()), "server_address");
+    assert_eq!(
+        r.header("Contact"),
+        Some(format!("<sip:{}>", node.udp).as_str()),
+        "server_address"
+    );
     // Every mandatory header echoed.
     assert_eq!(r.vias.len(), 1);
     assert_eq!(r.cseq.seq, 1);

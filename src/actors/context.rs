@@ -1,6 +1,7 @@
 //! What every actor of a node shares, read-only: rules, packages, the sender. Built once by
 //! the node and passed as `Arc<NodeCtx>` at construction (no globals).
 
+use super::persist::Persistence;
 use crate::ids::NodeId;
 use crate::presence::package::PackageRegistry;
 use crate::presence::publication::RetrieveOrder;
@@ -52,4 +53,8 @@ pub struct NodeCtx {
     pub timers: Timers,
     /// The way out.
     pub sender: SipSender,
+    /// The store, per `subs_db_mode` / `publ_cache`.
+    pub persist: Persistence,
+    /// `subs_db_mode = 2`: stored NOTIFY CSeqs may lag; restore raises them.
+    pub cseq_may_lag: bool,
 }

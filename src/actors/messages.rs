@@ -182,3 +182,30 @@ pub struct NotifyResponse {
     /// To-tag of the response (the watcher's tag).
     pub remote_tag: Option<String>,
 }
+
+/// Publications read from the store at start, for one presentity (to its shard).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestorePresentity {
+    /// Presentity.
+    pub uri: PresentityUri,
+    /// Event package.
+    pub event: EventKey,
+    /// Its live publications.
+    pub pubs: Vec<crate::presence::publication::Publication>,
+}
+
+/// A subscription read from the store at start (to its presentity's shard).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoreDialog(pub DialogState);
+
+/// Restored publications (shard → presentity actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddRestored(pub Vec<crate::presence::publication::Publication>);
+
+/// A restored subscription (shard → presentity actor, which starts its actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoreWatch(pub DialogState);

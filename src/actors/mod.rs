@@ -42,6 +42,7 @@
 pub mod context;
 pub mod inspect;
 pub mod messages;
+pub mod persist;
 pub mod presentity;
 pub mod router;
 pub mod shard;

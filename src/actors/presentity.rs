@@ -16,11 +16,12 @@ use super::messages::*;
 use super::shard::Shard;
 use super::subscription::SubscriptionActor;
 use crate::clock::{self, Timestamp};
-use crate::ids::{EventKey, PresentityUri};
+use crate::ids::{ETag, EventKey, PresentityUri};
 use crate::presence::package::{Body, EventPackage};
 use crate::presence::presentity::Presentity;
 use crate::presence::publication::PublishInput;
 use crate::sip::headers::SipETag;
+use crate::sip::OutResponse;
 
 struct Watcher {
     addr: Addr<SubscriptionActor>,
@@ -118,11 +119,50 @@ impl PresentityActor {
         }
     }
 
+    /// Writes what a PUBLISH changed: publications gone since `before` are deleted, the one
+    /// named `etag` (new or modified) is written.
+    fn persist_changes(&self, before: &[ETag], etag: &ETag) {
+        let p = &self.ctx.persist;
+        if !p.stores_publications() {
+            return;
+        }
+        let (uri, event) = (self.core.uri(), self.core.event());
+        let now: Vec<&ETag> = self.core.publications().iter().map(|p| &p.etag).collect();
+        for old in before.iter().filter(|e| !now.contains(e)) {
+            p.delete_publication(uri, event, old);
+        }
+        if let Some(publ) = self.core.publications().iter().find(|p| &p.etag == etag) {
+            p.put_publication(uri, event, publ);
+        }
+    }
+
+    /// Sends `resp` now, or — in write-through mode — once the change is on disk (a failed
+    /// flush answers 500 + Retry-After instead: nothing unflushed is acknowledged).
+    fn answer_when_durable(&self, reply: Reply, resp: OutResponse, ctx: &mut Context<Self>) {
+        let Some(durable) = self.ctx.persist.durable() else {
+            return reply.send(resp);
+        };
+        let retry_after = self.ctx.retry_after;
+        ctx.spawn(durable.into_actor(self).map(move |res, _, _| match res {
+            Ok(()) => reply.send(resp),
+            Err(e) => {
+                tracing::error!(error = %e, "store flush failed; request answered 500");
+                let fail = reply
+                    .response(500, "Server Internal Error")
+                    .header("Retry-After", retry_after.to_string());
+                reply.send(fail);
+            }
+        }));
+    }
+
     /// Removes what has expired; returns how many publications went.
     fn on_expiry_timer(&mut self) -> usize {
         let expired = self.core.expire(clock::now());
         if expired.is_empty() {
             return 0;
+        }
+        for p in &expired {
+            self.ctx.persist.delete_publication(self.core.uri(), self.core.event(), &p.etag);
         }
         tracing::debug!(presentity = %self.core.uri(), count = expired.len(), "publications expired");
         self.recompose();
@@ -152,15 +192,17 @@ impl Handler<Publish> for PresentityActor {
             origin: self.ctx.node_id.clone(),
         };
         let max = self.ctx.publish.max_publications;
+        let before: Vec<ETag> = self.core.publications().iter().map(|p| p.etag.clone()).collect();
         match self.core.publish(now, self.pkg.as_ref(), input, max) {
             Ok(out) => {
+                self.persist_changes(&before, &out.etag);
                 let expires = out.expires.saturating_sub(self.ctx.publish.expires_offset);
                 let resp = reply
                     .response(200, "OK")
                     .header("SIP-ETag", SipETag::new(&out.etag).to_string())
                     .header("Expires", expires.to_string())
                     .header("Contact", format!("<{}>", self.ctx.server_address));
-                reply.send(resp);
+                self.answer_when_durable(reply, resp, ctx);
                 if out.changed {
                     self.recompose();
                     self.fan_out(req.sender.as_ref());
@@ -271,5 +313,37 @@ impl Handler<CountWatchers> for PresentityActor {
 
     fn handle(&mut self, _: CountWatchers, _: &mut Context<Self>) -> usize {
         self.watchers.len()
+    }
+}
+
+impl Handler<AddRestored> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddRestored, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        for p in msg.0 {
+            self.core.insert_restored(p);
+        }
+        self.recompose();
+        self.after_message(ctx);
+    }
+}
+
+impl Handler<RestoreWatch> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreWatch, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        let tag = msg.0.id.local_tag.clone();
+        let uri = msg.0.watcher.clone();
+        let addr = SubscriptionActor::start_restored(
+            msg.0,
+            self.composed.clone(),
+            self.shard.clone(),
+            ctx.address(),
+            self.ctx.clone(),
+        );
+        self.watchers.insert(tag, Watcher { addr, uri });
+        self.after_message(ctx);
     }
 }

@@ -216,6 +216,17 @@ impl Shard {
         self.send_to_presentity(key, Watch { dialog, reply }, |m| m.reply);
     }
 
+    /// The presentity actor of `key`, created if needed; counts one message sent to it.
+    fn presentity_for_restore(&mut self, key: PresKey) -> Option<Addr<PresentityActor>> {
+        let me = self.me.clone()?;
+        let entry = self.presentities.entry(key.clone()).or_insert_with(|| PresEntry {
+            addr: PresentityActor::start_for(key.0, key.1, self.ctx.clone(), me),
+            sent: 0,
+        });
+        entry.sent += 1;
+        Some(entry.addr.clone())
+    }
+
     /// Sends `msg` to the presentity actor of `key`, creating it if needed; answers 503 when
     /// its mailbox is full.
     fn send_to_presentity<M>(&mut self, key: PresKey, msg: M, reply_of: impl FnOnce(M) -> Reply)
@@ -535,5 +546,27 @@ impl Handler<SweepShard> for Shard {
             }
             removed
         })
+    }
+}
+
+impl Handler<RestorePresentity> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestorePresentity, _: &mut Context<Self>) {
+        if let Some(addr) = self.presentity_for_restore((msg.uri, msg.event)) {
+            // Restore is bounded by what the store holds and must not be refused.
+            addr.do_send(AddRestored(msg.pubs));
+        }
+    }
+}
+
+impl Handler<RestoreDialog> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreDialog, _: &mut Context<Self>) {
+        let key = (msg.0.presentity.clone(), msg.0.event.clone());
+        if let Some(addr) = self.presentity_for_restore(key) {
+            addr.do_send(RestoreWatch(msg.0));
+        }
     }
 }

@@ -19,6 +19,9 @@ use crate::sip::headers::{Event, SubscriptionState};
 use crate::sip::{encode_notify, NotifyParams};
 use crate::transport::{Proto, Target};
 
+/// CSeq jump for dialogs restored in write-back mode (see [`SubscriptionActor::start_restored`]).
+const CSEQ_RESTORE_GAP: u32 = 1 << 16;
+
 /// The actor of one subscription dialog.
 pub struct SubscriptionActor {
     core: Subscription,
@@ -67,8 +70,59 @@ impl SubscriptionActor {
         })
     }
 
+    /// Starts the actor of a dialog restored from the store: no 200 and no NOTIFY now; its
+    /// timers are re-armed and the next NOTIFY continues the CSeq.
+    pub fn start_restored(
+        mut dialog: crate::presence::subscription::DialogState,
+        body: Option<Body>,
+        shard: Addr<Shard>,
+        presentity: Addr<PresentityActor>,
+        ctx: Arc<NodeCtx>,
+    ) -> Addr<Self> {
+        if ctx.cseq_may_lag {
+            // Write-back: NOTIFYs sent after the last flush are not in the record. A gap is
+            // allowed by RFC 3261 §12.2.1.1, a step backwards is not.
+            dialog.local_cseq = dialog.local_cseq.saturating_add(CSEQ_RESTORE_GAP);
+        }
+        let mut core = Subscription::restore(dialog, ctx.subscription);
+        core.set_body(body);
+        let mailbox = ctx.mailbox_size;
+        SubscriptionActor::create(move |c| {
+            c.set_mailbox_capacity(mailbox);
+            SubscriptionActor {
+                core,
+                ctx,
+                presentity,
+                shard,
+                first_reply: None,
+                first_effects: Vec::new(),
+                in_flight: None,
+                timer: None,
+                gone: false,
+                last_activity: clock::now(),
+            }
+        })
+    }
+
+    /// Answers the initial SUBSCRIBE (200) and sends the first NOTIFY.
+    fn first_answer(&mut self, ctx: &mut Context<Self>) {
+        let d = self.core.dialog();
+        if let Some(reply) = self.first_reply.take() {
+            let expires = clock::now().secs_until(d.expires_at);
+            let resp = reply
+                .response(200, "OK")
+                .to_tag(&d.id.local_tag)
+                .header("Expires", expires.to_string())
+                .header("Contact", format!("<{}>", self.ctx.server_address));
+            reply.send(resp);
+        }
+        let fx = std::mem::take(&mut self.first_effects);
+        self.apply(fx, ctx);
+    }
+
     fn apply(&mut self, effects: Vec<SubEffect>, ctx: &mut Context<Self>) {
         self.last_activity = clock::now();
+        let notified = effects.iter().any(|e| matches!(e, SubEffect::Notify(_)));
         for e in effects {
             match e {
                 SubEffect::Notify(spec) => self.send_notify(&spec),
@@ -79,6 +133,10 @@ impl SubscriptionActor {
                 }
                 SubEffect::Remove => self.unregister(),
             }
+        }
+        if notified && !self.gone {
+            // The new local CSeq (and version) must survive a restart.
+            self.ctx.persist.put_subscription(self.core.dialog());
         }
         self.rearm(ctx);
     }
@@ -91,6 +149,7 @@ impl SubscriptionActor {
         self.in_flight = None;
         let d = self.core.dialog();
         tracing::debug!(presentity = %d.presentity, dialog = %d.id, reason = ?d.reason, "subscription removed");
+        self.ctx.persist.delete_subscription(d);
         self.presentity.do_send(Unwatch {
             tag: d.id.local_tag.clone(),
         });
@@ -207,17 +266,31 @@ impl Actor for SubscriptionActor {
             event: d.event.clone(),
             watcher: d.watcher.clone(),
         });
-        if let Some(reply) = self.first_reply.take() {
-            let expires = clock::now().secs_until(d.expires_at);
-            let resp = reply
-                .response(200, "OK")
-                .to_tag(&d.id.local_tag)
-                .header("Expires", expires.to_string())
-                .header("Contact", format!("<{}>", self.ctx.server_address));
-            reply.send(resp);
+        if self.first_reply.is_none() {
+            self.rearm(ctx); // restored: nothing to answer, timers to re-arm
+            return;
         }
-        let fx = std::mem::take(&mut self.first_effects);
-        self.apply(fx, ctx);
+        if self.core.dialog().status != SubStatus::Terminated {
+            self.ctx.persist.put_subscription(self.core.dialog());
+        }
+        let Some(durable) = self.ctx.persist.durable() else {
+            return self.first_answer(ctx);
+        };
+        // Write-through: the 200 leaves only once the dialog is on disk. `wait` holds this
+        // actor's mailbox meanwhile, so nothing overtakes the 200.
+        ctx.wait(durable.into_actor(self).map(|res, this, ctx| match res {
+            Ok(()) => this.first_answer(ctx),
+            Err(e) => {
+                tracing::error!(error = %e, "store flush failed; SUBSCRIBE answered 500");
+                if let Some(reply) = this.first_reply.take() {
+                    let fail = reply
+                        .response(500, "Server Internal Error")
+                        .header("Retry-After", this.ctx.retry_after.to_string());
+                    reply.send(fail);
+                }
+                this.unregister();
+            }
+        }));
     }
 }
 
@@ -246,8 +319,22 @@ impl Handler<Refresh> for SubscriptionActor {
                     .response(200, "OK")
                     .header("Expires", expires.to_string())
                     .header("Contact", format!("<{}>", self.ctx.server_address));
-                reply.send(resp);
-                self.apply(fx, ctx);
+                self.ctx.persist.put_subscription(self.core.dialog());
+                let Some(durable) = self.ctx.persist.durable() else {
+                    reply.send(resp);
+                    return self.apply(fx, ctx);
+                };
+                ctx.wait(durable.into_actor(self).map(move |res, this, ctx| {
+                    if let Err(e) = res {
+                        tracing::error!(error = %e, "store flush failed; refresh answered 500");
+                        let fail = reply
+                            .response(500, "Server Internal Error")
+                            .header("Retry-After", this.ctx.retry_after.to_string());
+                        return reply.send(fail);
+                    }
+                    reply.send(resp);
+                    this.apply(fx, ctx);
+                }));
             }
             Err(e) => {
                 let mut resp = reply.response(e.status_code(), &e.to_string());

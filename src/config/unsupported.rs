@@ -4,7 +4,7 @@
 //! silently gets less than it asked for. As a feature lands, delete its entry here (and its
 //! test below): this file is the one place to shrink.
 
-use super::modes::{PublCache, SubsDbMode};
+use super::modes::SubsDbMode;
 use super::tables::DefaultPolicy;
 use super::Config;
 
@@ -15,21 +15,13 @@ pub(super) fn unsupported(cfg: &Config) -> Vec<String> {
     let p = &cfg.presence;
     let mut out = Vec::new();
 
-    // Lands with the sled store (persistence work).
-    if p.subs_db_mode != SubsDbMode::Memory {
-        out.push(format!(
-            "[presence] subs_db_mode = {}: persistent subscription storage is not implemented \
-             in this build yet; set subs_db_mode = 0",
-            p.subs_db_mode
-        ));
-    }
-    // Lands with the sled store (persistence work).
-    if p.publ_cache != PublCache::Full {
-        out.push(format!(
-            "[presence] publ_cache = {}: storing publications in sled is not implemented in \
-             this build yet; set publ_cache = 2",
-            p.publ_cache
-        ));
+    // Lands with per-message passivation (DB-only mode keeps no state in actors).
+    if p.subs_db_mode == SubsDbMode::DbOnly {
+        out.push(
+            "[presence] subs_db_mode = 3: DB-only mode is not implemented in this build yet; \
+             use 1 (write-through: every 2xx is on disk) or 2 (write-back)"
+                .to_string(),
+        );
     }
     // Lands with the held-back NOTIFY notifier (DB-only mode).
     if p.subs_db_mode == SubsDbMode::DbOnly && p.notifier_processes > 0 {
@@ -81,17 +73,17 @@ mod tests {
     }
 
     #[test]
-    fn spec_defaults_need_persistence() {
-        let l = list("");
-        assert_eq!(l.len(), 2, "{l:?}");
-        assert!(
-            l[0].starts_with("[presence] subs_db_mode = 2 (write-back)"),
-            "{l:?}"
-        );
-        assert!(
-            l[1].starts_with("[presence] publ_cache = 1 (index in memory)"),
-            "{l:?}"
-        );
+    fn spec_defaults_and_persistent_modes_are_supported() {
+        assert_eq!(list(""), Vec::<String>::new(), "subs_db_mode = 2, publ_cache = 1");
+        for mode in [0, 1, 2] {
+            for cache in [0, 1, 2] {
+                let l = list(&format!("[presence]\nsubs_db_mode = {mode}\npubl_cache = {cache}\n"));
+                assert_eq!(l, Vec::<String>::new(), "mode {mode} cache {cache}");
+            }
+        }
+        let l = list("[presence]\nsubs_db_mode = 3\nnotifier_processes = 0\n");
+        assert_eq!(l.len(), 1);
+        assert!(l[0].starts_with("[presence] subs_db_mode = 3"), "{l:?}");
     }
 
     #[test]

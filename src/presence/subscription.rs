@@ -213,6 +213,28 @@ impl Subscription {
         (sub, effects)
     }
 
+    /// A dialog restored from the store after a restart: no 200 and no NOTIFY now; the next
+    /// NOTIFY continues with `local_cseq + 1` (the caller raises `local_cseq` first when the
+    /// stored value may lag, as in write-back mode).
+    pub fn restore(dialog: DialogState, rules: SubscriptionRules) -> Self {
+        let reliable = !dialog.transport.eq_ignore_ascii_case("udp");
+        Subscription {
+            dialog,
+            rules,
+            reliable,
+            body: None,
+            in_flight: None,
+            dirty: false,
+            final_sent: false,
+            last_reply: None,
+        }
+    }
+
+    /// Sets the document without notifying (used right after [`Subscription::restore`]).
+    pub fn set_body(&mut self, body: Option<Body>) {
+        self.body = body;
+    }
+
     /// An in-dialog SUBSCRIBE (refresh, or un-subscribe when `expires_at <= now`) with CSeq
     /// `cseq`. On success a NOTIFY with the current state follows (RFC 6665 §4.2.1.2).
     pub fn refresh(

@@ -126,5 +126,64 @@ pub fn run(store: &dyn Store) {
         dialog("sip:bob@example.com", "t00"),
         "round trip keeps every field"
     );
+
+    scan_publications(store);
     store.flush().unwrap();
+}
+
+/// Batched publication scan: key order, every record once, presentity and event read back.
+/// Runs after the publication checks above left e2 (alice, presence), e3 (alice, dialog) and
+/// e4 (alicia, presence).
+fn scan_publications(store: &dyn Store) {
+    let carol = uri("sip:carol@example.com");
+    let presence = EventKey::new("presence");
+    for i in 0..5 {
+        store
+            .put_publication(&carol, &presence, &publication(&format!("c{i}"), "<c/>"))
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    let mut batches = 0;
+    loop {
+        let (batch, next) = store.scan_publications(after.as_deref(), 3).unwrap();
+        assert!(batch.len() <= 3);
+        batches += 1;
+        for (u, e, p) in batch {
+            seen.push(format!("{u}|{e}|{}", p.etag));
+        }
+        match next {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    // "…example.co\0" sorts before "…example.com": NUL is the smallest byte.
+    let mut expected = vec![
+        "sip:alice@example.co|presence|e4".to_string(),
+        "sip:alice@example.com|dialog|e3".to_string(),
+        "sip:alice@example.com|presence|e2".to_string(),
+    ];
+    expected.extend((0..5).map(|i| format!("sip:carol@example.com|presence|c{i}")));
+    assert_eq!(seen, expected);
+    assert_eq!(
+        batches, 3,
+        "8 records in batches of 3, continuation only after full ones"
+    );
+    let (all, next) = store.scan_publications(None, 100).unwrap();
+    assert_eq!(next, None, "a partial batch is the last one");
+    assert_eq!(
+        all[0].2,
+        publication("e4", "<d/>"),
+        "round trip keeps every field"
+    );
+    assert_eq!(all[0].0, uri("sip:alice@example.co"));
+    assert_eq!(all[0].1, presence);
+    let (first, next) = store.scan_publications(None, 1).unwrap();
+    let (second, _) = store.scan_publications(next.as_deref(), 1).unwrap();
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_eq!(
+        second[0].2.etag.as_str(),
+        "e3",
+        "continues after the returned key"
+    );
 }

@@ -113,6 +113,31 @@ impl Store for MemoryStore {
         Ok((out, next))
     }
 
+    fn scan_publications(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<PublicationRow>, Option<Vec<u8>>), StoreError> {
+        let t = self.tables();
+        let start = match after {
+            Some(k) => Bound::Excluded(k.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for (k, v) in t.publications.range((start, Bound::Unbounded)).take(limit) {
+            let (uri, event) = split_publication_key(k).ok_or_else(|| {
+                StoreError::Codec(codec::CodecError::Decode(
+                    "malformed publication key".into(),
+                ))
+            })?;
+            out.push((uri, event, codec::decode(PUBLICATION_V1, v)?));
+            last = Some(k.clone());
+        }
+        let next = if out.len() == limit { last } else { None };
+        Ok((out, next))
+    }
+
     fn flush(&self) -> Result<usize, StoreError> {
         Ok(0)
     }

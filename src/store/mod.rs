@@ -1,6 +1,7 @@
-//! The persistence seam: a [`Store`] trait that domain code and actors talk to, and its
-//! in-memory twin [`memory::MemoryStore`]. The sled implementation (issue: persistence)
-//! implements the same trait and runs the same conformance suite ([`conformance`]).
+//! The persistence seam: a [`Store`] trait that domain code and actors talk to, its
+//! in-memory twin [`memory::MemoryStore`] and its sled implementation [`sled::SledStore`],
+//! both held to the same conformance suite ([`conformance`]). [`flusher::GroupFlusher`] lets
+//! concurrent write-through requests share one `flush`.
 //!
 //! # Records and keys
 //!
@@ -9,7 +10,10 @@
 //! * subscriptions: key `presentity \0 event \0 local_tag`, value = envelope of a
 //!   [`DialogState`] (record version [`SUBSCRIPTION_V1`]).
 //!
-//! Keys sort so that one presentity's records are one prefix range.
+//! Keys sort so that one presentity's records are one prefix range. A presentity URI or event
+//! key never contains a NUL byte (the key layout relies on it), so the URI and event of a
+//! publication are read back from its key (`split_publication_key`); the stored value is the
+//! bare [`Publication`].
 //!
 //! # Durability contract
 //!
@@ -19,7 +23,9 @@
 //! never needs it. `flush` may block: callers run it off actor threads.
 
 pub mod conformance;
+pub mod flusher;
 pub mod memory;
+pub mod sled;
 
 use crate::codec::CodecError;
 use crate::ids::{DialogId, ETag, EventKey, PresentityUri};
@@ -30,6 +36,9 @@ use crate::presence::subscription::DialogState;
 pub const PUBLICATION_V1: u8 = 1;
 /// Record version of stored subscriptions.
 pub const SUBSCRIPTION_V1: u8 = 1;
+
+/// One publication as a scan returns it: its presentity, its event and the record.
+pub type PublicationRow = (PresentityUri, EventKey, Publication);
 
 /// A storage failure. The request that caused it is answered 500 + Retry-After.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +89,14 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<DialogState>, Option<Vec<u8>>), StoreError>;
+    /// Up to `limit` publications whose key sorts after `after` (`None` = from the start), in
+    /// key order, each with its presentity and event, and the key to continue from (`Some`
+    /// exactly when the batch is full): batched restore (`fetch_rows`).
+    fn scan_publications(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<PublicationRow>, Option<Vec<u8>>), StoreError>;
     /// Makes everything written so far durable; returns bytes flushed (0 if unknown).
     fn flush(&self) -> Result<usize, StoreError>;
 }
@@ -99,6 +116,21 @@ pub fn presentity_prefix(uri: &PresentityUri, event: &EventKey) -> Vec<u8> {
 /// The key of a subscription record.
 pub fn subscription_key(presentity: &PresentityUri, event: &EventKey, id: &DialogId) -> Vec<u8> {
     join(&[presentity.as_str(), event.as_str(), &id.local_tag])
+}
+
+/// The presentity and event of a publication key (`uri \0 event \0 etag`); `None` when the
+/// key does not have that shape (a corrupt record).
+pub(crate) fn split_publication_key(key: &[u8]) -> Option<(PresentityUri, EventKey)> {
+    let mut parts = key.splitn(3, |b| *b == 0);
+    let uri = std::str::from_utf8(parts.next()?).ok()?;
+    let event = std::str::from_utf8(parts.next()?).ok()?;
+    parts.next()?;
+    // The key holds the normalised text; re-parsing could alter unusual (but stored) URIs, so
+    // the text is rebuilt as-is: a bincode newtype is its inner value, so a `String` envelope
+    // decodes as a `PresentityUri` holding exactly that text.
+    let uri = crate::codec::decode(0, &crate::codec::encode(0, &uri)).ok()?;
+    // `EventKey::new` trims and lower-cases: idempotent on a stored (already normalised) key.
+    Some((uri, EventKey::new(event)))
 }
 
 fn join(parts: &[&str]) -> Vec<u8> {

@@ -1,11 +1,15 @@
-//! Merging PIDF documents (RFC 3863) into one `<presence>` without building a DOM.
+//! Merging XML documents into one under a new root without building a DOM; used by the PIDF
+//! composition of the `presence` package (RFC 3863) and by the `dialog` packages (RFC 4235).
 //!
 //! Each document is scanned once with quick-xml; its root's namespace declarations are read
-//! and the byte range of every top-level child is copied verbatim. Output: an XML
-//! declaration, one `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="…">` carrying the
-//! union of the roots' prefix declarations, then all `<tuple>`s of all documents (document
-//! order), then all `<note>`s, then every other top-level element (RPID/data-model `person`,
-//! `device`, unknown extensions) byte for byte.
+//! and the byte range of every top-level child is copied verbatim. Output ([`merge`]): an XML
+//! declaration, one root element `<name xmlns="ns" …attrs>` (a [`Root`]) carrying the union of
+//! the source roots' prefix declarations, then the top-level children of all documents
+//! grouped by [`Root::order`] (children in the root namespace with the first listed local
+//! name, in document order, then the second, …), then every other top-level element byte for
+//! byte. For PIDF ([`compose`]): `<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="…">`,
+//! all `<tuple>`s, then all `<note>`s, then RPID/data-model `person`, `device` and unknown
+//! extensions.
 //!
 //! Invariant: every copied element keeps the namespace it had in its source. Where the
 //! output root binds a prefix (or the default namespace) differently from the source root,
@@ -25,16 +29,23 @@ type Binding = (Option<Vec<u8>>, String);
 /// A borrowed declaration to repeat on copied elements: prefix (`None` = default) and name.
 type Decl<'a> = (Option<&'a [u8]>, &'a str);
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Tuple,
-    Note,
-    Other,
+/// The root element of a merged document.
+pub(crate) struct Root<'a> {
+    /// Local name, written unprefixed (`presence`, `dialog-info`).
+    pub(crate) name: &'a str,
+    /// The default namespace declared on the root; also the namespace of [`Root::order`].
+    pub(crate) ns: &'a str,
+    /// Attributes after the namespace declarations, in order; values are escaped on output.
+    pub(crate) attrs: &'a [(&'a str, &'a str)],
+    /// Local names (in [`Root::ns`]) of the top-level children that come first, group by
+    /// group in this order; all other children follow in document order.
+    pub(crate) order: &'a [&'a str],
 }
 
 /// A top-level child of a source document.
 struct Child<'a> {
-    kind: Kind,
+    /// Index of the element's group in [`Root::order`]; `order.len()` for all others.
+    kind: usize,
     /// The element's bytes, from `<` to the end of its end tag (or of `/>`).
     bytes: &'a [u8],
     /// Length of the element's qualified name (the bytes after `<`).
@@ -53,42 +64,60 @@ struct Scanned<'a> {
 /// Documents that fail to parse are skipped (they were validated on PUBLISH, so this only
 /// guards restored data); the result is then still a well-formed, possibly empty, document.
 pub(crate) fn compose(entity: &str, docs: &[&[u8]]) -> Vec<u8> {
+    let root = Root {
+        name: "presence",
+        ns: PIDF_NS,
+        attrs: &[("entity", entity)],
+        order: &["tuple", "note"],
+    };
+    merge(&root, docs)
+}
+
+/// Merges the top-level children of `docs` under one new `root` (see the module docs).
+/// Documents that fail to parse are skipped with a warning; the result is always a
+/// well-formed document, with no children when no document has any.
+pub(crate) fn merge(root: &Root<'_>, docs: &[&[u8]]) -> Vec<u8> {
     let scanned: Vec<Scanned<'_>> = docs
         .iter()
-        .filter_map(|d| match scan(d) {
+        .filter_map(|d| match scan(d, root) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(
-                    presentity = entity,
-                    "skipping unparsable PIDF document: {e}"
+                    root = root.name,
+                    "skipping unparsable document in composition: {e}"
                 );
                 None
             }
         })
         .collect();
 
-    // The output root: default namespace PIDF, then each prefix the first time it is seen.
-    let mut root: Vec<(&[u8], &str)> = Vec::new();
+    // The output root: default namespace `root.ns`, then each prefix the first time it is seen.
+    let mut decls: Vec<(&[u8], &str)> = Vec::new();
     for s in &scanned {
         for (prefix, ns) in &s.bindings {
             if let Some(p) = prefix {
-                if !root.iter().any(|(q, _)| *q == p.as_slice()) {
-                    root.push((p.as_slice(), ns.as_str()));
+                if !decls.iter().any(|(q, _)| *q == p.as_slice()) {
+                    decls.push((p.as_slice(), ns.as_str()));
                 }
             }
         }
     }
 
     let mut out = Vec::with_capacity(docs.iter().map(|d| d.len()).sum::<usize>() + 256);
-    out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"");
-    out.extend_from_slice(PIDF_NS.as_bytes());
-    out.push(b'"');
-    for (prefix, ns) in &root {
+    out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<");
+    out.extend_from_slice(root.name.as_bytes());
+    push_decl(&mut out, None, root.ns);
+    for (prefix, ns) in &decls {
         push_decl(&mut out, Some(prefix), ns);
     }
-    out.extend_from_slice(b" entity=\"");
-    out.extend_from_slice(escape(entity).as_bytes());
-    out.extend_from_slice(b"\">\n");
+    for (name, value) in root.attrs {
+        out.push(b' ');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        out.extend_from_slice(escape(*value).as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b">\n");
 
     // What each document needs repeated on its copied elements.
     let fixes: Vec<Vec<Decl<'_>>> = scanned
@@ -100,9 +129,9 @@ pub(crate) fn compose(entity: &str, docs: &[&[u8]]) -> Vec<u8> {
                 let same = match prefix {
                     None => {
                         has_default = true;
-                        ns == PIDF_NS
+                        ns == root.ns
                     }
-                    Some(p) => root.iter().any(|(q, n)| *q == p.as_slice() && n == ns),
+                    Some(p) => decls.iter().any(|(q, n)| *q == p.as_slice() && n == ns),
                 };
                 if !same {
                     fix.push((prefix.as_deref(), ns));
@@ -115,7 +144,7 @@ pub(crate) fn compose(entity: &str, docs: &[&[u8]]) -> Vec<u8> {
         })
         .collect();
 
-    for kind in [Kind::Tuple, Kind::Note, Kind::Other] {
+    for kind in 0..=root.order.len() {
         for (s, fix) in scanned.iter().zip(&fixes) {
             for c in s.children.iter().filter(|c| c.kind == kind) {
                 push_child(&mut out, c, fix);
@@ -123,7 +152,9 @@ pub(crate) fn compose(entity: &str, docs: &[&[u8]]) -> Vec<u8> {
             }
         }
     }
-    out.extend_from_slice(b"</presence>\n");
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(root.name.as_bytes());
+    out.extend_from_slice(b">\n");
     out
 }
 
@@ -158,11 +189,12 @@ fn push_decl(out: &mut Vec<u8>, prefix: Option<&[u8]>, ns: &str) {
     out.push(b'"');
 }
 
-/// Reads the root's declarations and the byte ranges of its element children.
-fn scan(doc: &[u8]) -> Result<Scanned<'_>, String> {
+/// Reads the root's declarations and the byte ranges of its element children, grouping the
+/// children per `root.order`.
+fn scan<'a>(doc: &'a [u8], root: &Root<'_>) -> Result<Scanned<'a>, String> {
     let err = |e: quick_xml::Error| e.to_string();
     let mut r = Reader::from_reader(doc);
-    let root = loop {
+    let top = loop {
         match r.read_event().map_err(err)? {
             Event::Start(e) => break e,
             Event::Empty(e) => {
@@ -175,7 +207,7 @@ fn scan(doc: &[u8]) -> Result<Scanned<'_>, String> {
             _ => {}
         }
     };
-    let bindings = declarations(&root)?;
+    let bindings = declarations(&top)?;
     let mut children = Vec::new();
     loop {
         let start = usize::try_from(r.buffer_position()).map_err(|e| e.to_string())?;
@@ -198,11 +230,12 @@ fn scan(doc: &[u8]) -> Result<Scanned<'_>, String> {
             .chain(&bindings)
             .find(|(p, _)| p.as_deref() == name.prefix().map(|p| p.into_inner()))
             .map(|(_, ns)| ns.as_str());
-        let kind = match (ns, name.local_name().as_ref()) {
-            (Some(PIDF_NS), b"tuple") => Kind::Tuple,
-            (Some(PIDF_NS), b"note") => Kind::Note,
-            _ => Kind::Other,
-        };
+        let local = name.local_name();
+        let kind = root
+            .order
+            .iter()
+            .position(|n| ns == Some(root.ns) && n.as_bytes() == local.as_ref())
+            .unwrap_or(root.order.len());
         let name_len = name.as_ref().len();
         children.push(Child {
             kind,

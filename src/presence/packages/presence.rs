@@ -4,11 +4,11 @@
 //! Accepts `application/pidf+xml`; default Expires 3600. A published body must be UTF-8,
 //! well-formed, namespace-well-formed XML whose single root is `<presence>` in the PIDF
 //! namespace, without a DOCTYPE (no entity definitions, so copied fragments stay valid in
-//! the composed document). Composition merges all documents into one `<presence>` (see
-//! `pidf_compose`).
+//! the composed document); the check is `validate_xml`, shared with the other XML
+//! packages. Composition merges all documents into one `<presence>` (see `pidf_compose`).
 
 use bytes::Bytes;
-use quick_xml::events::Event;
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::NsReader;
 
@@ -54,6 +54,19 @@ impl EventPackage for PresencePackage {
 
 /// Checks that `body` is a PIDF document; `Err` is a short reason naming a byte offset.
 pub fn validate_pidf(body: &[u8]) -> Result<(), String> {
+    validate_xml(body, PIDF_NS, "presence", |_| Ok(()))
+}
+
+/// Checks that `body` is UTF-8, well-formed, namespace-well-formed XML without a DOCTYPE
+/// whose single root is `<root>` in namespace `ns`; `check_root` then judges the root's start
+/// tag (its attributes already parse). `Err` is a short reason, naming a byte offset where
+/// one applies. Shared by the packages whose bodies are XML documents.
+pub(crate) fn validate_xml(
+    body: &[u8],
+    ns: &str,
+    root: &str,
+    mut check_root: impl FnMut(&BytesStart<'_>) -> Result<(), String>,
+) -> Result<(), String> {
     if let Err(e) = std::str::from_utf8(body) {
         return Err(format!("body is not UTF-8 at byte {}", e.valid_up_to()));
     }
@@ -73,9 +86,10 @@ pub fn validate_pidf(body: &[u8]) -> Result<(), String> {
                     if seen_root {
                         return Err(at(&r, "second root element"));
                     }
-                    let pidf = Namespace(PIDF_NS.as_bytes());
-                    if res != ResolveResult::Bound(pidf) || e.local_name().as_ref() != b"presence" {
-                        return Err("root element is not <presence>".to_string());
+                    if res != ResolveResult::Bound(Namespace(ns.as_bytes()))
+                        || e.local_name().as_ref() != root.as_bytes()
+                    {
+                        return Err(format!("root element is not <{root}>"));
                     }
                     seen_root = true;
                 }
@@ -90,6 +104,9 @@ pub fn validate_pidf(body: &[u8]) -> Result<(), String> {
                     if let ResolveResult::Unknown(_) = ares {
                         return Err(at(&r, "undeclared namespace prefix"));
                     }
+                }
+                if depth == 0 {
+                    check_root(e)?;
                 }
                 if matches!(ev, Event::Start(_)) {
                     depth += 1;

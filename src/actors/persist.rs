@@ -1,0 +1,125 @@
+//! [`Persistence`]: how the actors talk to the store, configured once from `subs_db_mode`
+//! and `publ_cache` — the storage mode is this value, not `if` statements in the core.
+//!
+//! * `publ_cache = 2` → publications are not written; `0`/`1` → every publication change is
+//!   written (the actor keeps its own copy, so both behave alike here).
+//! * `subs_db_mode = 0` → subscriptions are not written; `1` (write-through) → written and
+//!   flushed before the 2xx (group commit: concurrent requests share one flush); `2`
+//!   (write-back) → written to the store's memory buffers at once and made durable by the
+//!   node's flush every `db_update_period` and at shutdown.
+//! * Write-through also covers publications: with `subs_db_mode = 1` a PUBLISH 2xx leaves
+//!   only after its change is on disk.
+//!
+//! Store errors are logged; in write-through mode a failed flush turns the 2xx into
+//! 500 + Retry-After (nothing unflushed is acknowledged).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::ids::{ETag, EventKey, PresentityUri};
+use crate::presence::publication::Publication;
+use crate::presence::subscription::DialogState;
+use crate::store::flusher::GroupFlusher;
+use crate::store::{Store, StoreError};
+
+/// The store as the actors see it.
+#[derive(Clone, Default)]
+pub struct Persistence {
+    store: Option<Arc<dyn Store>>,
+    flusher: Option<Arc<GroupFlusher>>,
+    publications: bool,
+    subscriptions: bool,
+    write_through: bool,
+}
+
+/// A flush to wait for before answering (write-through), or nothing.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>>>>;
+
+impl Persistence {
+    /// No store at all (memory only).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Writes through `store` as the modes say.
+    pub fn new(store: Arc<dyn Store>, publications: bool, subscriptions: bool, write_through: bool) -> Self {
+        let flusher = Arc::new(GroupFlusher::new(store.clone()));
+        Persistence { store: Some(store), flusher: Some(flusher), publications, subscriptions, write_through }
+    }
+
+    /// The store, if any.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// Whether publications are stored.
+    pub fn stores_publications(&self) -> bool {
+        self.publications && self.store.is_some()
+    }
+
+    /// Whether subscriptions are stored.
+    pub fn stores_subscriptions(&self) -> bool {
+        self.subscriptions && self.store.is_some()
+    }
+
+    /// Whether a 2xx must wait for [`Persistence::durable`].
+    pub fn write_through(&self) -> bool {
+        self.write_through && self.store.is_some()
+    }
+
+    /// Records a publication's new state.
+    pub fn put_publication(&self, uri: &PresentityUri, event: &EventKey, p: &Publication) {
+        if let (true, Some(s)) = (self.publications, &self.store) {
+            if let Err(e) = s.put_publication(uri, event, p) {
+                tracing::error!(presentity = %uri, error = %e, "store: publication not written");
+            }
+        }
+    }
+
+    /// Forgets a publication.
+    pub fn delete_publication(&self, uri: &PresentityUri, event: &EventKey, etag: &ETag) {
+        if let (true, Some(s)) = (self.publications, &self.store) {
+            if let Err(e) = s.delete_publication(uri, event, etag) {
+                tracing::error!(presentity = %uri, error = %e, "store: publication not deleted");
+            }
+        }
+    }
+
+    /// Records a subscription's new state.
+    pub fn put_subscription(&self, d: &DialogState) {
+        if let (true, Some(s)) = (self.subscriptions, &self.store) {
+            if let Err(e) = s.put_subscription(d) {
+                tracing::error!(dialog = %d.id, error = %e, "store: subscription not written");
+            }
+        }
+    }
+
+    /// Forgets a subscription.
+    pub fn delete_subscription(&self, d: &DialogState) {
+        if let (true, Some(s)) = (self.subscriptions, &self.store) {
+            if let Err(e) = s.delete_subscription(&d.presentity, &d.event, &d.id) {
+                tracing::error!(dialog = %d.id, error = %e, "store: subscription not deleted");
+            }
+        }
+    }
+
+    /// In write-through mode, a future that resolves once everything written so far is
+    /// durable; otherwise `None` (answer at once).
+    pub fn durable(&self) -> Option<Durable> {
+        if !self.write_through() {
+            return None;
+        }
+        let flusher = self.flusher.clone()?;
+        Some(Box::pin(async move { flusher.flush().await }))
+    }
+
+    /// Makes everything durable now (write-back timer, shutdown); blocking work runs on the
+    /// blocking pool.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match &self.flusher {
+            Some(f) => f.flush().await,
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Health, metrics and cluster routes: `/live`, `/ready`, `/metrics`, `/debug/cluster`.
+//! `/ready` and `/metrics` ask the shards for their counts with a bounded wait
+//! ([`STATS_TIMEOUT`]); neither can hang.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::{json, AppState};
+use crate::actors::inspect::ShardStats;
+use crate::api::NodeApi;
+
+/// How long `/ready` and `/metrics` wait for all shards' counts.
+pub(crate) const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Summed counts over the shards, or why there are none.
+pub(crate) async fn stats(api: &NodeApi) -> Result<Vec<ShardStats>, String> {
+    match tokio::time::timeout(STATS_TIMEOUT, api.stats()).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("shards did not answer within {STATS_TIMEOUT:?}")),
+    }
+}
+
+/// Totals of `(presentities, subscriptions, transactions)`.
+pub(crate) fn totals(s: &[ShardStats]) -> (usize, usize, usize) {
+    s.iter().fold((0, 0, 0), |(p, d, t), x| {
+        (p + x.presentities, d + x.subscriptions, t + x.transactions)
+    })
+}
+
+/// `GET /live`.
+pub(crate) async fn live() -> HttpResponse {
+    json(StatusCode::OK, &json!({ "live": true }))
+}
+
+/// `GET /ready`: 200 when every shard answers.
+pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let node = state.api.node_id().to_string();
+    match stats(&state.api).await {
+        Ok(s) => {
+            let (p, d, t) = totals(&s);
+            json(
+                StatusCode::OK,
+                &json!({
+                    "ready": true,
+                    "node": node,
+                    "shards": s.len(),
+                    "presentities": p,
+                    "subscriptions": d,
+                    "transactions": t,
+                }),
+            )
+        }
+        Err(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "ready": false, "node": node, "reason": reason }),
+        ),
+    }
+}
+
+/// `GET /metrics`: refreshes the sampled gauges, then encodes the registry.
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let m = &state.metrics;
+    if let Ok(s) = stats(&state.api).await {
+        let (p, d, t) = totals(&s);
+        m.set_actors("presentity", i64::try_from(p).unwrap_or(i64::MAX));
+        m.set_actors("subscription", i64::try_from(d).unwrap_or(i64::MAX));
+        m.set_actors("transaction", i64::try_from(t).unwrap_or(i64::MAX));
+    }
+    m.sample_process();
+    HttpResponse::Ok()
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .body(m.encode())
+}
+
+/// `GET /debug/cluster`: this build has no cluster layer yet.
+pub(crate) async fn cluster(state: web::Data<AppState>) -> HttpResponse {
+    json(
+        StatusCode::OK,
+        &json!({
+            "node": state.api.node_id().to_string(),
+            "enabled": false,
+            "peers": [],
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_every_shard() {
+        let s = [
+            ShardStats {
+                presentities: 2,
+                subscriptions: 3,
+                transactions: 1,
+                last_activity: 0,
+            },
+            ShardStats {
+                presentities: 5,
+                subscriptions: 0,
+                transactions: 4,
+                last_activity: 9,
+            },
+        ];
+        assert_eq!(totals(&s), (7, 3, 5));
+        assert_eq!(totals(&[]), (0, 0, 0));
+    }
+}

@@ -1,0 +1,213 @@
+//! The JSON-RPC methods, with Kamailio's names and positional parameters (named ones are
+//! accepted too, under the names in brackets):
+//!
+//! | method | params | result |
+//! |---|---|---|
+//! | `presence.cleanup` | – | `{"removed_publications": n}` |
+//! | `presence.refreshWatchers` | uri, event, type (0, 1, 2), [file_uri, filename] | `{"notified": n}` |
+//! | `presence.updateWatchers` | uri, event | `{"watchers": n, "changed": 0, "policy": "allow", …}` |
+//! | `presence.presentity_list` | [mode = `full`] | one record per publication |
+//! | `presence.watcher_list` | uri, event | one record per subscription dialog |
+//! | `presence.has_subscribers` | uri, event | `true` / `false` |
+//! | `presence.auth_status` | watcher, presentity | `"active"` |
+//! | `system.listMethods` | – | the method names |
+//!
+//! Honesty notes (this build's limits, stated in the answers too):
+//! * Authorization: the only policy this build applies is `allow`, so every watcher is
+//!   `active`: `presence.auth_status` answers `"active"` for any valid pair, and
+//!   `presence.updateWatchers` re-evaluates nothing (`"changed": 0`).
+//! * `presence.refreshWatchers` types 0 and 1 both re-send the current state to every
+//!   watcher; type 2 (a pidf-manipulation document on an XCAP server) is refused with
+//!   `-32602` because this build has no XCAP client.
+//! * `presence.presentity_list` is not paged (as in Kamailio); `/debug/presentities` is.
+
+use serde_json::{json, Value};
+
+use super::inspect::presentity_filter;
+use super::rpc::{Params, RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
+use crate::actors::inspect::{PresentityView, Snapshot, SubscriptionFilter, SubscriptionView};
+use crate::api::{ApiError, NodeApi};
+use crate::ids::{EventKey, PresentityUri};
+
+/// Every method `/rpc` knows.
+pub const METHODS: [&str; 8] = [
+    "presence.cleanup",
+    "presence.refreshWatchers",
+    "presence.updateWatchers",
+    "presence.presentity_list",
+    "presence.watcher_list",
+    "presence.has_subscribers",
+    "presence.auth_status",
+    "system.listMethods",
+];
+
+impl From<ApiError> for RpcError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::BadUri(_) | ApiError::UnknownEvent(_) => RpcError::params(e.to_string()),
+            ApiError::Unavailable => RpcError::new(INTERNAL_ERROR, e.to_string()),
+        }
+    }
+}
+
+/// Runs `method` with `p` against the node.
+pub async fn call(api: &NodeApi, method: &str, p: &Params) -> Result<Value, RpcError> {
+    match method {
+        "presence.cleanup" => {
+            let removed = api.cleanup().await?;
+            Ok(json!({ "removed_publications": removed }))
+        }
+        "presence.refreshWatchers" => refresh_watchers(api, p).await,
+        "presence.updateWatchers" => {
+            let (uri, event) = uri_event(api, p)?;
+            let watchers = watchers(api, &uri, &event).await?.len();
+            Ok(json!({
+                "watchers": watchers,
+                "changed": 0,
+                "policy": "allow",
+                "note": "the allow policy makes every watcher active: no status to change",
+            }))
+        }
+        "presence.presentity_list" => presentity_list(api, p).await,
+        "presence.watcher_list" => {
+            let (uri, event) = uri_event(api, p)?;
+            let list = watchers(api, &uri, &event).await?;
+            Ok(Value::Array(list.into_iter().map(watcher_record).collect()))
+        }
+        "presence.has_subscribers" => {
+            let (uri, event) = uri_event(api, p)?;
+            Ok(json!(api.has_subscribers(&uri, &event).await?))
+        }
+        "presence.auth_status" => {
+            api.presentity(&p.text(0, "watcher")?)?;
+            api.presentity(&p.text(1, "presentity")?)?;
+            // The only authorization policy of this build is `allow`.
+            Ok(json!("active"))
+        }
+        "system.listMethods" => Ok(json!(METHODS)),
+        other => Err(RpcError::new(
+            METHOD_NOT_FOUND,
+            format!("method not found: {other} (system.listMethods lists them)"),
+        )),
+    }
+}
+
+fn uri_event(api: &NodeApi, p: &Params) -> Result<(PresentityUri, EventKey), RpcError> {
+    let uri = api.presentity(&p.text(0, "uri")?)?;
+    let event = api.event(&p.text(1, "event")?)?;
+    Ok((uri, event))
+}
+
+async fn refresh_watchers(api: &NodeApi, p: &Params) -> Result<Value, RpcError> {
+    let (uri, event) = uri_event(api, p)?;
+    match p.int(2, "type")? {
+        0 | 1 => {
+            let notified = api.refresh_watchers(&uri, &event).await?;
+            Ok(json!({ "notified": notified }))
+        }
+        2 => Err(RpcError::params(
+            "type 2 (refresh from a pidf-manipulation document on an XCAP server) is not \
+             supported: this build has no XCAP server; use type 1",
+        )),
+        t => Err(RpcError::params(format!(
+            "type must be 0 (authorization change), 1 (published state) or 2 (XCAP \
+             pidf-manipulation), not {t}"
+        ))),
+    }
+}
+
+async fn watchers(
+    api: &NodeApi,
+    uri: &PresentityUri,
+    event: &EventKey,
+) -> Result<Vec<Snapshot<SubscriptionView>>, RpcError> {
+    let filter = SubscriptionFilter {
+        presentity: Some(uri.clone()),
+        event: Some(event.clone()),
+        ..SubscriptionFilter::default()
+    };
+    let mut list = api.subscriptions(filter).await?;
+    list.sort_by_key(super::inspect::subscription_key);
+    Ok(list)
+}
+
+fn watcher_record(s: Snapshot<SubscriptionView>) -> Value {
+    let v = match s {
+        Snapshot::Ready(v) => v,
+        Snapshot::Busy { key, state } => return json!({ "to_tag": key, "state": state }),
+    };
+    let watcher = match &v.watcher_username {
+        Some(u) => format!("sip:{u}@{}", v.watcher_domain),
+        None => format!("sip:{}", v.watcher_domain),
+    };
+    json!({
+        "watcher": watcher,
+        "watcher_username": v.watcher_username,
+        "watcher_domain": v.watcher_domain,
+        "event": v.event,
+        "status": v.status,
+        "reason": v.reason,
+        "expires": v.expires,
+        "to_tag": v.to_tag,
+        "from_tag": v.from_tag,
+        "callid": v.callid,
+        "contact": v.contact,
+        "remote_cseq": v.remote_cseq,
+        "local_cseq": v.local_cseq,
+        "node": v.node,
+    })
+}
+
+async fn presentity_list(api: &NodeApi, p: &Params) -> Result<Value, RpcError> {
+    let full = match p.opt_text(0, "mode")? {
+        None => false,
+        Some(m) if m == "full" => true,
+        Some(m) => {
+            return Err(RpcError::params(format!(
+                "mode must be \"full\" or omitted, not {m:?}"
+            )))
+        }
+    };
+    let filter = presentity_filter(api, None, None).map_err(|e| RpcError::params(e.to_string()))?;
+    let mut views = api.presentities(filter).await?;
+    views.sort_by_key(super::inspect::presentity_key);
+    let mut out = Vec::new();
+    for s in views {
+        match s {
+            Snapshot::Ready(v) => out.extend(presentity_records(api, &v, full)),
+            Snapshot::Busy { key, state } => out.push(json!({ "key": key, "state": state })),
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+/// Kamailio's presentity record fields, one record per publication; times are Unix seconds.
+fn presentity_records(api: &NodeApi, v: &PresentityView, full: bool) -> Vec<Value> {
+    let parsed = api.presentity(&v.uri).ok();
+    let user = parsed.as_ref().and_then(|u| u.user().map(str::to_string));
+    let domain = parsed.as_ref().map(|u| u.host().to_string());
+    v.publications
+        .iter()
+        .map(|p| {
+            let mut r = json!({
+                "pres_uri": v.uri,
+                "user": user,
+                "domain": domain,
+                "event": v.event,
+                "etag": p.etag,
+                "expires": p.expires_at / 1000,
+                "received_time": p.received_at / 1000,
+                "priority": p.priority,
+            });
+            if full {
+                if let Value::Object(m) = &mut r {
+                    m.insert("origin".into(), json!(p.origin));
+                    m.insert("content_type".into(), json!(p.content_type));
+                    m.insert("body".into(), json!(p.body));
+                    m.insert("watchers".into(), json!(v.watchers));
+                }
+            }
+            r
+        })
+        .collect()
+}

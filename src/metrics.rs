@@ -1,0 +1,351 @@
+//! [`Metrics`]: the node's Prometheus metrics (served by the admin endpoint at `GET /metrics`).
+//!
+//! One `Metrics` per node, shared as `Arc<Metrics>` with every actor that counts something.
+//! Invariants:
+//! * Every recording method is cheap and callable from any thread: counters and gauges are
+//!   atomics; labelled families take a read lock on a map whose keys come from small, fixed
+//!   sets (a SIP method outside the known list is counted as `OTHER`), so label cardinality
+//!   stays bounded whatever the network sends.
+//! * Nothing here reads sockets or the clock; the process RSS is read from `/proc` only when
+//!   the endpoint asks ([`Metrics::sample_process`]).
+//!
+//! The families (names as exposed):
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `presenced_sip_requests_total` | counter | `method`, `status` (final status sent) |
+//! | `presenced_notify_sent_total` | counter | – |
+//! | `presenced_notify_retransmitted_total` | counter | – |
+//! | `presenced_notify_failed_total` | counter | `reason` (`timeout`, `transport`, `rejected`, …) |
+//! | `presenced_actors` | gauge | `kind` (`presentity`, `subscription`, `transaction`, …) |
+//! | `presenced_mailbox_depth` | histogram | `kind` |
+//! | `presenced_store_flush_seconds` | histogram | – |
+//! | `presenced_process_resident_memory_bytes` | gauge | – |
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus
+/// scrapes natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The SIP methods counted under their own name; anything else is `OTHER`.
+const KNOWN_METHODS: [&str; 8] = [
+    "PUBLISH",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "OPTIONS",
+    "ACK",
+    "INVITE",
+    "MESSAGE",
+    "REGISTER",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+fn mailbox_histogram() -> Histogram {
+    // 1, 2, 4, … 4096 messages.
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
+/// The node's metrics registry and its families.
+pub struct Metrics {
+    registry: Registry,
+    sip_requests: Family<RequestLabels, Counter>,
+    notify_sent: Counter,
+    notify_retransmitted: Counter,
+    notify_failed: Family<ReasonLabels, Counter>,
+    actors: Family<KindLabels, Gauge>,
+    mailbox_depth: Family<KindLabels, Histogram, fn() -> Histogram>,
+    store_flush: Histogram,
+    rss: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered and no samples yet.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let sip_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "presenced_sip_requests",
+            "SIP requests answered, by method and final status",
+            sip_requests.clone(),
+        );
+        let notify_sent = Counter::default();
+        registry.register(
+            "presenced_notify_sent",
+            "NOTIFY requests sent (first transmissions)",
+            notify_sent.clone(),
+        );
+        let notify_retransmitted = Counter::default();
+        registry.register(
+            "presenced_notify_retransmitted",
+            "NOTIFY retransmissions (Timer E over UDP)",
+            notify_retransmitted.clone(),
+        );
+        let notify_failed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "presenced_notify_failed",
+            "NOTIFY transactions that failed, by reason",
+            notify_failed.clone(),
+        );
+        let actors = Family::<KindLabels, Gauge>::default();
+        registry.register("presenced_actors", "Live actors by kind", actors.clone());
+        let mailbox_depth =
+            Family::<KindLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                mailbox_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "presenced_mailbox_depth",
+            "Mailbox depth observed when a message is queued, by actor kind",
+            mailbox_depth.clone(),
+        );
+        // 100 µs … ~3.3 s.
+        let store_flush = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "presenced_store_flush_seconds",
+            "Latency of one store flush",
+            store_flush.clone(),
+        );
+        let rss = Gauge::default();
+        registry.register(
+            "presenced_process_resident_memory_bytes",
+            "Resident set size of the process",
+            rss.clone(),
+        );
+        Metrics {
+            registry,
+            sip_requests,
+            notify_sent,
+            notify_retransmitted,
+            notify_failed,
+            actors,
+            mailbox_depth,
+            store_flush,
+            rss,
+        }
+    }
+
+    /// Counts one SIP request answered with final `status` (call once per transaction, when
+    /// its final response is sent). `method` is matched case-sensitively against the known
+    /// methods; others count as `OTHER`.
+    pub fn sip_request(&self, method: &str, status: u16) {
+        let method = KNOWN_METHODS
+            .iter()
+            .copied()
+            .find(|m| *m == method)
+            .unwrap_or("OTHER");
+        self.sip_requests
+            .get_or_create(&RequestLabels { method, status })
+            .inc();
+    }
+
+    /// Counts one NOTIFY sent (first transmission, not retransmissions).
+    pub fn notify_sent(&self) {
+        self.notify_sent.inc();
+    }
+
+    /// Counts one NOTIFY retransmission.
+    pub fn notify_retransmitted(&self) {
+        self.notify_retransmitted.inc();
+    }
+
+    /// Counts one failed NOTIFY transaction. `reason` must come from a small fixed set chosen
+    /// by the caller (`timeout`, `transport`, `rejected` for a non-2xx final reply, …), never
+    /// from network input.
+    pub fn notify_failed(&self, reason: &str) {
+        self.notify_failed
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Adds `delta` (±) to the live-actor gauge of `kind` (for actor kinds the shards do not
+    /// count themselves, e.g. `peer` or `tcp_connection`).
+    pub fn actors_add(&self, kind: &str, delta: i64) {
+        self.actors
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc_by(delta);
+    }
+
+    /// Sets the live-actor gauge of `kind` (the endpoint does this for `presentity`,
+    /// `subscription` and `transaction` from the shards' counts at each scrape).
+    pub fn set_actors(&self, kind: &str, n: i64) {
+        self.actors
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .set(n);
+    }
+
+    /// The current live-actor gauge of `kind` (0 when never set).
+    pub fn actors(&self, kind: &str) -> i64 {
+        self.actors
+            .get(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .map(|g| g.get())
+            .unwrap_or(0)
+    }
+
+    /// Records a mailbox depth seen for an actor of `kind`.
+    pub fn mailbox_depth(&self, kind: &str, depth: usize) {
+        self.mailbox_depth
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .observe(depth as f64);
+    }
+
+    /// Records how long one store flush took.
+    pub fn store_flush(&self, took: Duration) {
+        self.store_flush.observe(took.as_secs_f64());
+    }
+
+    /// Refreshes the process gauges (RSS from `/proc/self/status`); a no-op where `/proc`
+    /// is missing.
+    pub fn sample_process(&self) {
+        if let Some(bytes) = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| rss_from_status(&s))
+        {
+            self.rss.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The whole registry in the OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an error here would only come from a metric's
+        // own encoder, and then the partial text is still the best answer we have.
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::warn!("metrics encoding failed");
+        }
+        out
+    }
+}
+
+/// `VmRSS:   12345 kB` → bytes. (`/proc/self/statm` counts pages, whose size would need
+/// `sysconf`; `status` states kB.)
+fn rss_from_status(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_appear_with_labels() {
+        let m = Metrics::new();
+        m.sip_request("PUBLISH", 200);
+        m.sip_request("PUBLISH", 200);
+        m.sip_request("FOO", 405);
+        m.notify_sent();
+        m.notify_retransmitted();
+        m.notify_failed("timeout");
+        let text = m.encode();
+        assert!(
+            text.contains("presenced_sip_requests_total{method=\"PUBLISH\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("presenced_sip_requests_total{method=\"OTHER\",status=\"405\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("presenced_notify_sent_total 1"), "{text}");
+        assert!(text.contains("presenced_notify_retransmitted_total 1"));
+        assert!(text.contains("presenced_notify_failed_total{reason=\"timeout\"} 1"));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn actor_gauges_add_and_set() {
+        let m = Metrics::new();
+        m.actors_add("peer", 2);
+        m.actors_add("peer", -1);
+        assert_eq!(m.actors("peer"), 1);
+        m.set_actors("presentity", 7);
+        assert_eq!(m.actors("presentity"), 7);
+        assert_eq!(m.actors("never"), 0);
+        assert!(m.encode().contains("presenced_actors{kind=\"presentity\"} 7"));
+    }
+
+    #[test]
+    fn histograms_count_observations() {
+        let m = Metrics::new();
+        m.mailbox_depth("presentity", 3);
+        m.store_flush(Duration::from_millis(2));
+        let text = m.encode();
+        assert!(
+            text.contains("presenced_mailbox_depth_count{kind=\"presentity\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("presenced_store_flush_seconds_count 1"), "{text}");
+    }
+
+    #[test]
+    fn rss_parsing() {
+        let status = "Name:\tpresenced\nVmPeak:\t 9 kB\nVmRSS:\t    2048 kB\nThreads: 4\n";
+        assert_eq!(rss_from_status(status), Some(2048 * 1024));
+        assert_eq!(rss_from_status("VmRSS: lots\n"), None);
+        assert_eq!(rss_from_status("Name: x\n"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_sample_sets_rss() {
+        let m = Metrics::new();
+        m.sample_process();
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("presenced_process_resident_memory_bytes "))
+            .unwrap_or_else(|| panic!("no rss line in {text}"));
+        let v: u64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert!(v > 1024 * 1024, "rss {v}");
+    }
+}
