@@ -148,7 +148,7 @@ fn outcome(mut answer: Value) -> Result<Value, Outcome> {
 }
 
 /// A person-readable rendering: a list of objects becomes a table with one column per key
-/// (in first-seen order), an object becomes `key: value` lines, a scalar prints as itself.
+/// (identifying keys such as `pres_uri` first, then first-seen order), an object becomes `key: value` lines, a scalar prints as itself.
 pub fn render(v: &Value) -> String {
     match v {
         Value::Array(items) if items.is_empty() => "(empty)".to_string(),
@@ -173,6 +173,11 @@ fn cell(v: &Value) -> String {
     }
 }
 
+/// Columns shown first, in this order, when present (JSON objects come with sorted keys).
+const LEADING_COLUMNS: [&str; 7] = [
+    "pres_uri", "watcher", "key", "event", "etag", "to_tag", "status",
+];
+
 fn table(rows: &[Value]) -> String {
     let mut columns: Vec<&str> = Vec::new();
     for r in rows {
@@ -184,6 +189,13 @@ fn table(rows: &[Value]) -> String {
             }
         }
     }
+    // Stable: the others keep their first-seen order.
+    columns.sort_by_key(|c| {
+        LEADING_COLUMNS
+            .iter()
+            .position(|l| l == c)
+            .unwrap_or(LEADING_COLUMNS.len())
+    });
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -243,7 +255,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("pres_uri"), "{t}");
-        assert!(lines[0].contains("etag") && lines[0].contains("priority"), "{t}");
+        assert!(lines[0].find("etag") < lines[0].find("priority"), "{t}");
         assert!(lines[1].contains("sip:alice@example.com") && lines[1].ends_with('-'), "{t}");
         assert!(lines[2].contains("b22") && lines[2].ends_with('3'), "{t}");
         // Columns line up.

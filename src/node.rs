@@ -309,7 +309,10 @@ fn spawn_store_timers(cfg: &Config, persist: &Persistence, mut shutdown: watch::
                 }
                 let started = std::time::Instant::now();
                 match persist.flush().await {
-                    Ok(()) => tracing::debug!(ms = started.elapsed().as_millis() as u64, "periodic store flush"),
+                    Ok(()) => tracing::debug!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "periodic store flush"
+                    ),
                     Err(e) => tracing::error!(error = %e, "periodic store flush failed"),
                 }
             }
@@ -326,10 +329,15 @@ fn spawn_store_timers(cfg: &Config, persist: &Persistence, mut shutdown: watch::
                     _ = shutdown.changed() => break,
                 }
                 let p = persist.clone();
-                let swept = tokio::task::spawn_blocking(move || crate::restore::sweep(&p, crate::clock::now())).await;
+                let swept = tokio::task::spawn_blocking(move || {
+                    crate::restore::sweep(&p, crate::clock::now())
+                })
+                .await;
                 match swept {
                     Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::info!(removed = n, "clean_period sweep removed expired records"),
+                    Ok(Ok(n)) => {
+                        tracing::info!(removed = n, "clean_period sweep removed expired records")
+                    }
                     Ok(Err(e)) => tracing::error!(error = %e, "clean_period sweep failed"),
                     Err(e) => tracing::error!(error = %e, "clean_period sweep panicked"),
                 }

@@ -34,7 +34,12 @@ pub fn open(cfg: &Config) -> Result<Persistence, OpenError> {
     };
     let store = SledStore::open(&cfg.node.data_dir, tables, &cfg.node.id)?;
     let write_through = p.subs_db_mode == SubsDbMode::WriteThrough;
-    Ok(Persistence::new(Arc::new(store), publications, subscriptions, write_through))
+    Ok(Persistence::new(
+        Arc::new(store),
+        publications,
+        subscriptions,
+        write_through,
+    ))
 }
 
 /// What a restore found.
@@ -50,16 +55,26 @@ pub struct Restored {
 
 /// Reads everything back and hands it to the shards. Blocking: runs before the listeners
 /// start, so nothing else waits on it.
-pub fn restore(cfg: &Config, persist: &Persistence, shards: &[Addr<Shard>]) -> Result<Restored, StoreError> {
+pub fn restore(
+    cfg: &Config,
+    persist: &Persistence,
+    shards: &[Addr<Shard>],
+) -> Result<Restored, StoreError> {
     let mut out = Restored::default();
-    let Some(store) = persist.store() else { return Ok(out) };
+    let Some(store) = persist.store() else {
+        return Ok(out);
+    };
     let batch = cfg.presence.fetch_rows.max(1) as usize;
     let started = Instant::now();
     let now = clock::now();
     if persist.stores_publications() {
         // startup_mode = 1 drops records that expire within a second; 0 keeps them (they
         // expire right away, notifying watchers), Kamailio's old behaviour.
-        let keep_after = if cfg.presence.startup_mode { now.plus_secs(1) } else { Timestamp(0) };
+        let keep_after = if cfg.presence.startup_mode {
+            now.plus_secs(1)
+        } else {
+            Timestamp(0)
+        };
         restore_publications(store.as_ref(), batch, keep_after, shards, &mut out)?;
     }
     if persist.stores_subscriptions() {
@@ -116,7 +131,10 @@ fn restore_publications(
     Ok(())
 }
 
-fn send_publications((uri, event, pubs): (PresentityUri, EventKey, Vec<Publication>), shards: &[Addr<Shard>]) {
+fn send_publications(
+    (uri, event, pubs): (PresentityUri, EventKey, Vec<Publication>),
+    shards: &[Addr<Shard>],
+) {
     let shard = &shards[shard_of_presentity(&uri, shards.len())];
     shard.do_send(RestorePresentity { uri, event, pubs });
 }
@@ -169,7 +187,9 @@ fn log_progress(what: &str, count: usize) {
 /// Deletes stored records that expired before `now` (the `clean_period` sweep; live actors
 /// delete their own on their timers, this catches what no actor holds). Blocking.
 pub fn sweep(persist: &Persistence, now: Timestamp) -> Result<usize, StoreError> {
-    let Some(store) = persist.store() else { return Ok(0) };
+    let Some(store) = persist.store() else {
+        return Ok(0);
+    };
     let mut removed = 0;
     if persist.stores_publications() {
         let mut after: Option<Vec<u8>> = None;

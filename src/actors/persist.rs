@@ -43,9 +43,20 @@ impl Persistence {
     }
 
     /// Writes through `store` as the modes say.
-    pub fn new(store: Arc<dyn Store>, publications: bool, subscriptions: bool, write_through: bool) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        publications: bool,
+        subscriptions: bool,
+        write_through: bool,
+    ) -> Self {
         let flusher = Arc::new(GroupFlusher::new(store.clone()));
-        Persistence { store: Some(store), flusher: Some(flusher), publications, subscriptions, write_through }
+        Persistence {
+            store: Some(store),
+            flusher: Some(flusher),
+            publications,
+            subscriptions,
+            write_through,
+        }
     }
 
     /// The store, if any.

@@ -162,7 +162,9 @@ impl PresentityActor {
             return 0;
         }
         for p in &expired {
-            self.ctx.persist.delete_publication(self.core.uri(), self.core.event(), &p.etag);
+            self.ctx
+                .persist
+                .delete_publication(self.core.uri(), self.core.event(), &p.etag);
         }
         tracing::debug!(presentity = %self.core.uri(), count = expired.len(), "publications expired");
         self.recompose();
@@ -192,7 +194,12 @@ impl Handler<Publish> for PresentityActor {
             origin: self.ctx.node_id.clone(),
         };
         let max = self.ctx.publish.max_publications;
-        let before: Vec<ETag> = self.core.publications().iter().map(|p| p.etag.clone()).collect();
+        let before: Vec<ETag> = self
+            .core
+            .publications()
+            .iter()
+            .map(|p| p.etag.clone())
+            .collect();
         match self.core.publish(now, self.pkg.as_ref(), input, max) {
             Ok(out) => {
                 self.persist_changes(&before, &out.etag);

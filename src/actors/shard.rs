@@ -219,10 +219,13 @@ impl Shard {
     /// The presentity actor of `key`, created if needed; counts one message sent to it.
     fn presentity_for_restore(&mut self, key: PresKey) -> Option<Addr<PresentityActor>> {
         let me = self.me.clone()?;
-        let entry = self.presentities.entry(key.clone()).or_insert_with(|| PresEntry {
-            addr: PresentityActor::start_for(key.0, key.1, self.ctx.clone(), me),
-            sent: 0,
-        });
+        let entry = self
+            .presentities
+            .entry(key.clone())
+            .or_insert_with(|| PresEntry {
+                addr: PresentityActor::start_for(key.0, key.1, self.ctx.clone(), me),
+                sent: 0,
+            });
         entry.sent += 1;
         Some(entry.addr.clone())
     }

@@ -205,9 +205,14 @@ impl SubscriptionActor {
             }
         };
         let branch = mint_branch();
-        let body = spec
-            .body
+        // Per-watcher post-processing (Kamailio's aux_body_processing), e.g. dialog `version`.
+        let processed = spec.body.as_ref().and_then(|b| {
+            let pkg = self.ctx.packages.find(&d.event)?;
+            pkg.aux_body(b, spec.version)
+        });
+        let body = processed
             .as_ref()
+            .or(spec.body.as_ref())
             .map(|b| (b.content_type.as_str(), &b.bytes[..]));
         let params = NotifyParams {
             request_uri: &d.contact,

@@ -384,7 +384,11 @@ fn load_and_check_name_the_file() {
     );
 
     let db_only = dir.path().join("db_only.toml");
-    std::fs::write(&db_only, "[presence]\nsubs_db_mode = 3\nnotifier_processes = 0\n").unwrap();
+    std::fs::write(
+        &db_only,
+        "[presence]\nsubs_db_mode = 3\nnotifier_processes = 0\n",
+    )
+    .unwrap();
     let got = check(&db_only).unwrap_err().to_string();
     assert!(
         got.starts_with(&format!("{}: not implemented", db_only.display())),

@@ -74,10 +74,16 @@ mod tests {
 
     #[test]
     fn spec_defaults_and_persistent_modes_are_supported() {
-        assert_eq!(list(""), Vec::<String>::new(), "subs_db_mode = 2, publ_cache = 1");
+        assert_eq!(
+            list(""),
+            Vec::<String>::new(),
+            "subs_db_mode = 2, publ_cache = 1"
+        );
         for mode in [0, 1, 2] {
             for cache in [0, 1, 2] {
-                let l = list(&format!("[presence]\nsubs_db_mode = {mode}\npubl_cache = {cache}\n"));
+                let l = list(&format!(
+                    "[presence]\nsubs_db_mode = {mode}\npubl_cache = {cache}\n"
+                ));
                 assert_eq!(l, Vec::<String>::new(), "mode {mode} cache {cache}");
             }
         }

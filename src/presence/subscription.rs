@@ -122,6 +122,9 @@ pub struct NotifySpec {
     pub reason: Option<String>,
     /// Body to send (only when active and state exists).
     pub body: Option<Body>,
+    /// The document version for this NOTIFY (packages that number documents per watcher
+    /// rewrite it into the body).
+    pub version: u32,
 }
 
 /// Why an in-dialog SUBSCRIBE was refused.
@@ -417,6 +420,9 @@ impl Subscription {
         } else {
             body
         };
+        // Per-watcher document version (RFC 4235 §4.1, RFC 3858 §4.2): 0 for the first NOTIFY
+        // carrying a document, +1 for each one after.
+        let version = self.dialog.version;
         if body.is_some() {
             self.dialog.version = self.dialog.version.wrapping_add(1);
         }
@@ -431,6 +437,7 @@ impl Subscription {
             expires: now.secs_until(self.dialog.expires_at),
             reason: self.dialog.reason.clone().filter(|_| is_final),
             body,
+            version,
         }));
     }
 

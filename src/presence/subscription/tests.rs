@@ -209,3 +209,17 @@ fn pending_watcher_gets_no_body_and_rejected_never_does() {
     assert_eq!(n.state, SubStatus::Terminated);
     assert!(n.body.is_none());
 }
+
+#[test]
+fn version_counts_notifies_with_a_document_from_zero() {
+    let t0 = Timestamp(0);
+    let (mut s, fx) = Subscription::start(t0, dialog(t0, 600, "udp"), rules(), None);
+    assert!(notify(&fx).body.is_none());
+    s.on_notify_response(t0, 1, 200, "OK");
+    let fx = s.state_changed(t0, Some(body("a")));
+    assert_eq!(notify(&fx).version, 0, "first NOTIFY with a document");
+    s.on_notify_response(t0, 2, 200, "OK");
+    let fx = s.state_changed(t0, Some(body("b")));
+    assert_eq!(notify(&fx).version, 1);
+    assert_eq!(s.dialog().version, 2, "stored counter is the next version");
+}
