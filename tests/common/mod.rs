@@ -8,6 +8,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod binary;
+
 use presenced::config::Config;
 use presenced::sip::{Message, Request, Response};
 
