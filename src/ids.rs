@@ -75,6 +75,11 @@ impl PresentityUri {
         Some(Self::from_parts(scheme, user, &host, mode))
     }
 
+    /// A URI text that was normalised before (read back from our own store keys).
+    pub(crate) fn from_normalised(s: String) -> Self {
+        PresentityUri(s)
+    }
+
     /// The normalised URI text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -15,7 +15,11 @@
 //!   last and which was the last to succeed.
 //! * The flush loop runs on tokio's blocking pool (`spawn_blocking`), never on the caller's
 //!   thread, and does not depend on any caller staying alive: a caller that is cancelled
-//!   (its future dropped) strands nobody.
+//!   (its future dropped) strands nobody. A failed flush fails every caller it would have
+//!   released (a later caller gets a fresh attempt); a flush task the runtime refuses to run
+//!   (shutdown) fails its waiters instead of leaving them waiting forever.
+//! * The state lock is a `std` mutex held for a few statements and never across an await;
+//!   waiting is on a `tokio::sync::watch` channel.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -369,5 +373,29 @@ mod tests {
             std::task::Poll::Ready(Err(StoreError::Backend(m))) => assert!(m.contains("runtime")),
             other => panic!("expected an error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_runtime_shutting_down_fails_the_flush_instead_of_stranding_callers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        drop(rt);
+        let _entered = handle.enter();
+        let store = Arc::new(FakeStore::default());
+        let flusher = GroupFlusher::new(store.clone());
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        for _ in 0..2 {
+            let mut fut = std::pin::pin!(flusher.flush());
+            match fut.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Err(StoreError::Backend(m))) => {
+                    assert!(m.contains("did not run"), "{m}")
+                }
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+        assert_eq!(store.flushes.load(SeqCst), 0);
     }
 }

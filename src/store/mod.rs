@@ -125,10 +125,8 @@ pub(crate) fn split_publication_key(key: &[u8]) -> Option<(PresentityUri, EventK
     let uri = std::str::from_utf8(parts.next()?).ok()?;
     let event = std::str::from_utf8(parts.next()?).ok()?;
     parts.next()?;
-    // The key holds the normalised text; re-parsing could alter unusual (but stored) URIs, so
-    // the text is rebuilt as-is: a bincode newtype is its inner value, so a `String` envelope
-    // decodes as a `PresentityUri` holding exactly that text.
-    let uri = crate::codec::decode(0, &crate::codec::encode(0, &uri)).ok()?;
+    // The key holds the normalised text; re-parsing could alter unusual (but stored) URIs.
+    let uri = PresentityUri::from_normalised(uri.to_string());
     // `EventKey::new` trims and lower-cases: idempotent on a stored (already normalised) key.
     Some((uri, EventKey::new(event)))
 }
