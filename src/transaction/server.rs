@@ -34,7 +34,7 @@ use crate::transaction::timers::Timers;
 ///
 /// Internally one shared, length-prefixed string, so cloning is cheap and no two different
 /// part lists can collide.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TransactionKey(Arc<str>);
 
 impl TransactionKey {
@@ -131,7 +131,7 @@ enum State {
     Completed(Bytes),
 }
 
-/// A heap item, ordered by deadline only.
+/// A heap item, ordered by deadline (then key).
 #[derive(Debug)]
 struct Due {
     at: Timestamp,
@@ -140,7 +140,7 @@ struct Due {
 
 impl PartialEq for Due {
     fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
+        self.at == other.at && self.key == other.key
     }
 }
 
@@ -153,8 +153,11 @@ impl PartialOrd for Due {
 }
 
 impl Ord for Due {
+    /// By deadline, then key: deterministic, so eviction order is predictable.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.at.cmp(&other.at)
+        self.at
+            .cmp(&other.at)
+            .then_with(|| self.key.cmp(&other.key))
     }
 }
 
@@ -182,7 +185,7 @@ impl ServerTransactions {
                 }
             };
         }
-        if self.entries.len() >= self.max_entries {
+        if self.entries.len() >= self.max_entries && !self.evict_oldest_completed() {
             return Verdict::Overloaded;
         }
         let deadline = now.plus(self.processing_limit());
@@ -249,6 +252,31 @@ impl ServerTransactions {
     /// Whether no transaction is live.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Makes room under load: drops the completed transaction whose Timer J is due first
+    /// (the oldest answer, the least likely to be asked for again). A late retransmission of
+    /// it would be processed again — a mild failure, where refusing every new request with
+    /// 503 until Timer J fires would be a severe one. Entries still waiting for their answer
+    /// are never dropped: when the oldest live entry is one, nothing is evicted.
+    fn evict_oldest_completed(&mut self) -> bool {
+        while let Some(Reverse(top)) = self.due.peek() {
+            let live = self.entries.get(&top.key).filter(|e| e.deadline == top.at);
+            match live.map(|e| matches!(e.state, State::Completed(_))) {
+                None => {
+                    self.due.pop(); // stale heap item
+                }
+                Some(true) => {
+                    let Some(Reverse(item)) = self.due.pop() else {
+                        return false;
+                    };
+                    self.entries.remove(&item.key);
+                    return true;
+                }
+                Some(false) => return false,
+            }
+        }
+        false
     }
 
     /// How long a transaction may stay without a final response: 64·T1.
@@ -450,6 +478,38 @@ mod tests {
     }
 
     #[test]
+    fn full_table_evicts_the_oldest_completed_transaction() {
+        let mut t = table(2);
+        assert_eq!(t.on_request(T0, &key("a"), false), Verdict::New);
+        t.on_response(T0, &key("a"), 200, Bytes::from_static(b"ok-a"));
+        assert_eq!(
+            t.on_request(T0.plus_secs(1), &key("b"), false),
+            Verdict::New
+        );
+        t.on_response(T0.plus_secs(1), &key("b"), 200, Bytes::from_static(b"ok-b"));
+        // Full: "a" (answered, due first) makes room; "b" is still answered again.
+        assert_eq!(
+            t.on_request(T0.plus_secs(2), &key("c"), false),
+            Verdict::New
+        );
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t.on_request(T0.plus_secs(2), &key("b"), false),
+            Verdict::Resend(Bytes::from_static(b"ok-b"))
+        );
+        // "c" still waits for its answer and is due first after "b": no more room.
+        t.on_response(T0.plus_secs(2), &key("b"), 200, Bytes::from_static(b"x"));
+        assert_eq!(
+            t.on_request(T0.plus_secs(3), &key("a"), false),
+            Verdict::New
+        );
+        assert_eq!(
+            t.on_request(T0.plus_secs(3), &key("d"), false),
+            Verdict::Overloaded
+        );
+    }
+
+    #[test]
     fn cap_reports_overloaded_until_something_is_due() {
         let mut t = table(2);
         assert_eq!(t.on_request(T0, &key("a"), false), Verdict::New);
@@ -539,7 +599,23 @@ mod tests {
                         let expected = match m.get(&k) {
                             Some((None, _, _)) => Verdict::Absorb,
                             Some((Some(s), _, _)) => Verdict::Resend(Bytes::from(s.to_string())),
-                            None if m.len() >= CAP => Verdict::Overloaded,
+                            None if m.len() >= CAP => {
+                                // Evict the completed entry due first, if the first due is one.
+                                let min = m.values().map(|e| e.2).min();
+                                let first = m
+                                    .iter()
+                                    .filter(|(_, e)| Some(e.2) == min)
+                                    .map(|(k, e)| (*k, e.0))
+                                    .min_by_key(|(k, _)| *k);
+                                match first {
+                                    Some((victim, Some(s))) if s >= 200 => {
+                                        m.remove(&victim);
+                                        m.insert(k, (None, reliable, now.plus_secs(32)));
+                                        Verdict::New
+                                    }
+                                    _ => Verdict::Overloaded,
+                                }
+                            }
                             None => {
                                 m.insert(k, (None, reliable, now.plus_secs(32)));
                                 Verdict::New
