@@ -171,6 +171,9 @@ pub struct Subscription {
     reliable: bool,
     /// Latest document of the presentity (already authorized for this watcher).
     body: Option<Body>,
+    /// A partial document to send instead of `body` with the next NOTIFY (see
+    /// [`Subscription::state_changed_with_delta`]).
+    partial: Option<Body>,
     in_flight: Option<InFlight>,
     /// A change happened while a NOTIFY was in flight.
     dirty: bool,
@@ -202,6 +205,7 @@ impl Subscription {
             rules,
             reliable,
             body,
+            partial: None,
             in_flight: None,
             dirty: false,
             final_sent: false,
@@ -226,6 +230,7 @@ impl Subscription {
             rules,
             reliable,
             body: None,
+            partial: None,
             in_flight: None,
             dirty: false,
             final_sent: false,
@@ -266,7 +271,22 @@ impl Subscription {
 
     /// The presentity's state changed: notify with the new document (coalesced).
     pub fn state_changed(&mut self, now: Timestamp, body: Option<Body>) -> Vec<SubEffect> {
+        self.state_changed_with_delta(now, body, None)
+    }
+
+    /// As [`Subscription::state_changed`], with a `partial` document describing only this
+    /// change (watcherinfo, RFC 3858 §4.2). It is sent instead of the full document when the
+    /// watcher has already received a document and nothing else is pending; a change that
+    /// has to wait behind a NOTIFY in flight is covered later by the full document.
+    pub fn state_changed_with_delta(
+        &mut self,
+        now: Timestamp,
+        body: Option<Body>,
+        partial: Option<Body>,
+    ) -> Vec<SubEffect> {
         self.body = body;
+        self.partial =
+            partial.filter(|_| self.dialog.version > 0 && !self.notify_in_flight() && !self.dirty);
         let mut effects = Vec::new();
         if self.dialog.status != SubStatus::Terminated {
             self.notify_or_mark(now, &mut effects);
@@ -410,8 +430,12 @@ impl Subscription {
         let cseq = self.dialog.local_cseq;
         let is_final = self.dialog.status == SubStatus::Terminated;
         self.final_sent = is_final;
+        let current = match self.partial.take() {
+            Some(p) if !is_final => Some(p),
+            _ => self.body.clone(),
+        };
         let body = match self.dialog.status {
-            SubStatus::Active | SubStatus::Terminated => self.body.clone(),
+            SubStatus::Active | SubStatus::Terminated => current,
             SubStatus::Pending => None,
         };
         // A rejected watcher never gets the document.

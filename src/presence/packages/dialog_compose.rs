@@ -38,6 +38,12 @@ pub(crate) fn compose(entity: &str, docs: &[&[u8]]) -> Vec<u8> {
 /// its raw (still escaped) value, separated by single spaces; values are quoted with `"`
 /// unless they contain one (then `'`, which such a value cannot contain).
 pub(crate) fn set_version(doc: &[u8], version: u32) -> Option<Vec<u8>> {
+    set_root_version(doc, b"dialog-info", version)
+}
+
+/// [`set_version`] for any root element named `root` (local name): dialog-info and
+/// watcherinfo documents both number themselves with a root `version` attribute.
+pub(crate) fn set_root_version(doc: &[u8], root: &[u8], version: u32) -> Option<Vec<u8>> {
     let mut r = Reader::from_reader(doc);
     loop {
         let start = usize::try_from(r.buffer_position()).ok()?;
@@ -47,7 +53,7 @@ pub(crate) fn set_version(doc: &[u8], version: u32) -> Option<Vec<u8>> {
             Event::Eof | Event::End(_) => return None,
             _ => continue,
         };
-        if e.local_name().as_ref() != b"dialog-info" {
+        if e.local_name().as_ref() != root {
             return None;
         }
         let end = usize::try_from(r.buffer_position()).ok()?;

@@ -6,6 +6,7 @@
 //!   publications merged into one dialog-info document, `version` per watcher
 //!   (`dialog_compose`).
 //! * [`mwi`] — `message-summary` (RFC 3842): the newest publication wins.
+//! * [`winfo`] — `presence.winfo` (RFC 3857/3858): generated watcher lists.
 //!
 //! Invariant: [`builtin`] returns packages with distinct names, in Allow-Events order.
 
@@ -18,12 +19,14 @@ mod dialog_compose;
 pub mod mwi;
 mod pidf_compose;
 pub mod presence;
+pub mod winfo;
 
-/// The built-in packages, in registration (Allow-Events) order: `presence`, `dialog`,
-/// `dialog;sla`, `message-summary`.
+/// The built-in packages, in registration (Allow-Events) order: `presence`,
+/// `presence.winfo`, `dialog`, `dialog;sla`, `message-summary`.
 pub fn builtin() -> Vec<Arc<dyn EventPackage>> {
     vec![
         Arc::new(presence::PresencePackage),
+        Arc::new(winfo::WinfoPackage),
         Arc::new(dialog::DialogPackage::Dialog),
         Arc::new(dialog::DialogPackage::Sla),
         Arc::new(mwi::MwiPackage),
@@ -51,7 +54,13 @@ mod tests {
         let r = PackageRegistry::with_builtin();
         assert_eq!(
             r.event_list(),
-            vec!["presence", "dialog", "dialog;sla", "message-summary"]
+            vec![
+                "presence",
+                "presence.winfo",
+                "dialog",
+                "dialog;sla",
+                "message-summary"
+            ]
         );
         let types: Vec<(String, String)> = r
             .event_list()
@@ -65,6 +74,7 @@ mod tests {
             types,
             [
                 ("presence", "application/pidf+xml"),
+                ("presence.winfo", "application/watcherinfo+xml"),
                 ("dialog", "application/dialog-info+xml"),
                 ("dialog;sla", "application/dialog-info+xml"),
                 ("message-summary", "application/simple-message-summary"),

@@ -223,3 +223,27 @@ fn version_counts_notifies_with_a_document_from_zero() {
     assert_eq!(notify(&fx).version, 1);
     assert_eq!(s.dialog().version, 2, "stored counter is the next version");
 }
+
+#[test]
+fn partial_documents_follow_the_first_full_one_unless_coalesced() {
+    let t0 = Timestamp(0);
+    let (mut s, fx) =
+        Subscription::start(t0, dialog(t0, 600, "udp"), rules(), Some(body("full-1")));
+    assert_eq!(
+        notify(&fx).body,
+        Some(body("full-1")),
+        "the first document is full"
+    );
+    s.on_notify_response(t0, 1, 200, "OK");
+    let fx = s.state_changed_with_delta(t0, Some(body("full-2")), Some(body("delta-2")));
+    assert_eq!(notify(&fx).body, Some(body("delta-2")));
+    // While that NOTIFY is in flight, two more changes arrive: the follow-up must be full.
+    assert!(s
+        .state_changed_with_delta(t0, Some(body("full-3")), Some(body("delta-3")))
+        .is_empty());
+    assert!(s
+        .state_changed_with_delta(t0, Some(body("full-4")), Some(body("delta-4")))
+        .is_empty());
+    let fx = s.on_notify_response(t0, 2, 200, "OK");
+    assert_eq!(notify(&fx).body, Some(body("full-4")));
+}
