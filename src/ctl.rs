@@ -256,7 +256,10 @@ mod tests {
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("pres_uri"), "{t}");
         assert!(lines[0].find("etag") < lines[0].find("priority"), "{t}");
-        assert!(lines[1].contains("sip:alice@example.com") && lines[1].ends_with('-'), "{t}");
+        assert!(
+            lines[1].contains("sip:alice@example.com") && lines[1].ends_with('-'),
+            "{t}"
+        );
         assert!(lines[2].contains("b22") && lines[2].ends_with('3'), "{t}");
         // Columns line up.
         assert_eq!(lines[0].find("etag"), lines[2].find("b22"));
@@ -277,7 +280,10 @@ mod tests {
         assert!(matches!(e, Err(Outcome::Rpc(-32601, ref m)) if m == "nope"));
         let r = outcome(json!({"jsonrpc":"2.0","result":[1],"id":1}));
         assert!(matches!(r, Ok(ref v) if *v == json!([1])));
-        assert!(matches!(outcome(json!({"id":1})), Err(Outcome::Malformed(_))));
+        assert!(matches!(
+            outcome(json!({"id":1})),
+            Err(Outcome::Malformed(_))
+        ));
     }
 
     #[test]

@@ -20,10 +20,53 @@ struct Cli {
     /// Only check this configuration file and print a summary.
     #[arg(long, value_name = "PATH", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Call a JSON-RPC method of a running node's admin endpoint, like kamcmd
+    /// (e.g. `presenced ctl presence.presentity_list full`).
+    Ctl {
+        /// The admin endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The [admin] token (default: $PRESENCED_ADMIN_TOKEN, which keeps it out of `ps`).
+        #[arg(long)]
+        token: Option<String>,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The method, e.g. presence.presentity_list (system.listMethods lists them).
+        method: String,
+        /// Its parameters, in Kamailio's order.
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Ctl {
+        url,
+        token,
+        json,
+        method,
+        args,
+    }) = cli.command
+    {
+        let token = token.or_else(|| std::env::var("PRESENCED_ADMIN_TOKEN").ok());
+        return match presenced::ctl::run(&url, token.as_deref(), &method, &args, json) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("presenced ctl: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Some(path) = cli.check_config {
         return match config::check(&path) {
             Ok(summary) => {

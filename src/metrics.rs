@@ -311,7 +311,9 @@ mod tests {
         m.set_actors("presentity", 7);
         assert_eq!(m.actors("presentity"), 7);
         assert_eq!(m.actors("never"), 0);
-        assert!(m.encode().contains("presenced_actors{kind=\"presentity\"} 7"));
+        assert!(m
+            .encode()
+            .contains("presenced_actors{kind=\"presentity\"} 7"));
     }
 
     #[test]
@@ -324,7 +326,10 @@ mod tests {
             text.contains("presenced_mailbox_depth_count{kind=\"presentity\"} 1"),
             "{text}"
         );
-        assert!(text.contains("presenced_store_flush_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("presenced_store_flush_seconds_count 1"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -345,7 +350,11 @@ mod tests {
             .lines()
             .find(|l| l.starts_with("presenced_process_resident_memory_bytes "))
             .unwrap_or_else(|| panic!("no rss line in {text}"));
-        let v: u64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let v: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         assert!(v > 1024 * 1024, "rss {v}");
     }
 }

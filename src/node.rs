@@ -17,8 +17,10 @@ use crate::actors::context::{NodeCtx, PublishRules};
 use crate::actors::persist::Persistence;
 use crate::actors::router::Router;
 use crate::actors::shard::Shard;
+use crate::admin::AdminServer;
 use crate::api::NodeApi;
 use crate::config::{self, Config};
+use crate::metrics::Metrics;
 use crate::presence::expires::{ExpiresRules, MinExpiresAction};
 use crate::presence::package::PackageRegistry;
 use crate::presence::publication::RetrieveOrder;
@@ -45,6 +47,15 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The admin endpoint could not be bound or started (or a non-loopback address has no
+    /// token).
+    #[error("cannot start the admin endpoint on {addr}: {source}")]
+    Admin {
+        /// `[admin] listen`.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// No listener configured.
     #[error("no usable [sip] listen address")]
     NoListener,
@@ -64,6 +75,11 @@ pub struct NodeHandle {
     pub tcp_addr: Option<SocketAddr>,
     /// Query and control handle (admin endpoint, embedders).
     pub api: NodeApi,
+    /// The bound address of the admin endpoint (`None` when `[admin] listen = ""`).
+    pub admin_addr: Option<SocketAddr>,
+    /// The node's metrics (embedders may register their own counters' values here).
+    pub metrics: Arc<Metrics>,
+    admin: Option<AdminServer>,
     shutdown: watch::Sender<bool>,
     arbiters: Vec<Arbiter>,
     persist: Persistence,
@@ -72,6 +88,9 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// Stops intake, waits up to `grace` for in-flight answers, stops the worker arbiters.
     pub async fn shutdown(self, grace: Duration) {
+        if let Some(a) = self.admin {
+            a.stop().await;
+        }
         let _ = self.shutdown.send(true);
         tokio::time::sleep(grace.min(Duration::from_secs(5))).await;
         match self.persist.flush().await {
@@ -132,6 +151,13 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
             }
         }
     }
+    let admin_listener = match cfg.admin.listen {
+        Some(addr) => Some(
+            crate::admin::bind(addr, cfg.admin.token.as_deref())
+                .map_err(|source| StartError::Admin { addr, source })?,
+        ),
+        None => None,
+    };
     if udp_sockets.is_empty() && tcp_listeners.is_empty() {
         return Err(StartError::NoListener);
     }
@@ -169,6 +195,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
     });
 
     let timers = Timers::default();
+    let metrics = Arc::new(Metrics::new());
     let ctx = Arc::new(NodeCtx {
         node_id: cfg.node.id.clone(),
         packages,
@@ -210,6 +237,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         sender: sender.clone(),
         persist: persist.clone(),
         cseq_may_lag: p.subs_db_mode == config::SubsDbMode::WriteBack,
+        metrics: metrics.clone(),
     });
 
     // One Arbiter per core; shards spread over them round-robin.
@@ -238,7 +266,20 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
     ));
     tcp.set_dispatch(router.clone());
     crate::restore::restore(cfg, &persist, &api_shards)?;
-    spawn_store_timers(cfg, &persist, shutdown_rx.clone());
+    spawn_store_timers(cfg, &persist, &metrics, shutdown_rx.clone());
+    let admin = match admin_listener {
+        Some(l) => {
+            let addr = l.local_addr().ok();
+            let server =
+                crate::admin::serve(l, cfg.admin.token.clone(), api.clone(), metrics.clone())
+                    .map_err(|source| StartError::Admin {
+                        addr: addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
+                        source,
+                    })?;
+            Some(server)
+        }
+        None => None,
+    };
 
     for s in udp_sockets {
         let local = s.local_addr().ok();
@@ -272,6 +313,9 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         udp_addr,
         tcp_addr,
         api,
+        admin_addr: admin.as_ref().map(AdminServer::addr),
+        metrics,
+        admin,
         shutdown,
         arbiters,
         persist,
@@ -292,12 +336,18 @@ fn retrieve_order(p: &config::PresenceConfig) -> RetrieveOrder {
 
 /// The write-back flush every `db_update_period` (whenever something is stored) and the
 /// `clean_period` sweep of expired records no live actor holds.
-fn spawn_store_timers(cfg: &Config, persist: &Persistence, mut shutdown: watch::Receiver<bool>) {
+fn spawn_store_timers(
+    cfg: &Config,
+    persist: &Persistence,
+    metrics: &Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if persist.store().is_none() {
         return;
     }
     if let Some(every) = cfg.presence.db_update_interval() {
         let persist = persist.clone();
+        let metrics = metrics.clone();
         let mut stop = shutdown.clone();
         actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -308,7 +358,9 @@ fn spawn_store_timers(cfg: &Config, persist: &Persistence, mut shutdown: watch::
                     _ = stop.changed() => break,
                 }
                 let started = std::time::Instant::now();
-                match persist.flush().await {
+                let flushed = persist.flush().await;
+                metrics.store_flush(started.elapsed());
+                match flushed {
                     Ok(()) => tracing::debug!(
                         ms = started.elapsed().as_millis() as u64,
                         "periodic store flush"

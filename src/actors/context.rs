@@ -57,4 +57,6 @@ pub struct NodeCtx {
     pub persist: Persistence,
     /// `subs_db_mode = 2`: stored NOTIFY CSeqs may lag; restore raises them.
     pub cseq_may_lag: bool,
+    /// Counters for `/metrics`.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }

@@ -21,6 +21,7 @@ pub struct Reply {
     pub(crate) req: Arc<Request>,
     pub(crate) shard: Addr<Shard>,
     pub(crate) sender: SipSender,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Reply {
@@ -38,6 +39,8 @@ impl Reply {
     /// the same response again.
     pub fn send(self, resp: OutResponse) {
         let bytes = resp.encode(self.sender.server_header());
+        self.metrics
+            .sip_request(self.req.method.as_str(), resp.status());
         // Recorded before it leaves: a retransmission provoked by this very response then
         // finds it in the shard's table (the shard's mailbox is FIFO).
         self.shard.do_send(Record {

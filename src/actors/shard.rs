@@ -133,6 +133,7 @@ impl Shard {
             req: Arc::new(req),
             shard: ctx.address(),
             sender: self.ctx.sender.clone(),
+            metrics: self.ctx.metrics.clone(),
         }
     }
 

@@ -128,6 +128,7 @@ impl SubscriptionActor {
                 SubEffect::Notify(spec) => self.send_notify(&spec),
                 SubEffect::Retransmit => {
                     if let Some((target, bytes)) = &self.in_flight {
+                        self.ctx.metrics.notify_retransmitted();
                         self.ctx.sender.send_request(target, bytes.clone());
                     }
                 }
@@ -174,7 +175,14 @@ impl SubscriptionActor {
         if let Some(at) = next {
             let h = ctx.run_later(clock::now().until(at), |this, ctx| {
                 this.timer = None;
+                let was_in_flight = this.core.notify_in_flight();
                 let fx = this.core.on_timer(clock::now());
+                if was_in_flight
+                    && !this.core.notify_in_flight()
+                    && this.core.last_reply().is_some_and(|r| r.status == 408)
+                {
+                    this.ctx.metrics.notify_failed("timeout");
+                }
                 this.apply(fx, ctx);
             });
             self.timer = Some((at, h));
@@ -185,10 +193,12 @@ impl SubscriptionActor {
         let d = self.core.dialog();
         let Some(target) = next_hop(d) else {
             tracing::info!(dialog = %d.id, contact = %d.contact, "NOTIFY not sent: unusable remote target");
+            self.ctx.metrics.notify_failed("no_target");
             return;
         };
         let Some(local) = self.ctx.sender.local_addr(target.proto) else {
             tracing::info!(dialog = %d.id, "NOTIFY not sent: no listener for {}", target.proto.as_str());
+            self.ctx.metrics.notify_failed("transport");
             return;
         };
         let mut event: Event = d
@@ -235,6 +245,7 @@ impl SubscriptionActor {
         };
         let bytes = encode_notify(&params, self.ctx.sender.server_header());
         self.ctx.sender.send_request(&target, bytes.clone());
+        self.ctx.metrics.notify_sent();
         self.in_flight = Some((target, bytes));
     }
 }
@@ -377,6 +388,9 @@ impl Handler<NotifyResponse> for SubscriptionActor {
         {
             tracing::debug!(dialog = %d.id, "NOTIFY response ignored: dialog mismatch");
             return;
+        }
+        if msg.status >= 300 {
+            self.ctx.metrics.notify_failed("rejected");
         }
         let fx = self
             .core

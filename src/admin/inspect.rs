@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::health::{stats, totals};
 use super::page::{page, PageQuery};
 
-use super::{json, AppState, HttpError};
+use super::{bounded, json, AppState, HttpError};
 use crate::actors::inspect::{
     PresentityFilter, PresentityView, Snapshot, SubscriptionFilter, SubscriptionView,
 };
@@ -99,14 +99,12 @@ pub(crate) async fn actors(
         ));
     };
     let items: Vec<(String, Value)> = match kind {
-        "presentity" => api
-            .presentities(PresentityFilter::default())
+        "presentity" => bounded(api.presentities(PresentityFilter::default()))
             .await?
             .into_iter()
             .map(|s| (presentity_key(&s), presentity_actor(s)))
             .collect(),
-        "subscription" => api
-            .subscriptions(SubscriptionFilter::default())
+        "subscription" => bounded(api.subscriptions(SubscriptionFilter::default()))
             .await?
             .into_iter()
             .map(|s| (subscription_key(&s), subscription_actor(s)))
@@ -118,7 +116,10 @@ pub(crate) async fn actors(
             )))
         }
     };
-    Ok(json(StatusCode::OK, &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?))
+    Ok(json(
+        StatusCode::OK,
+        &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?,
+    ))
 }
 
 fn presentity_actor(s: Snapshot<PresentityView>) -> Value {
@@ -168,14 +169,15 @@ pub(crate) async fn presentities(
     q: web::Query<PresentitiesQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let filter = presentity_filter(&state.api, q.uri.as_deref(), q.event.as_deref())?;
-    let items: Vec<_> = state
-        .api
-        .presentities(filter)
+    let items: Vec<_> = bounded(state.api.presentities(filter))
         .await?
         .into_iter()
         .map(|s| (presentity_key(&s), s))
         .collect();
-    Ok(json(StatusCode::OK, &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?))
+    Ok(json(
+        StatusCode::OK,
+        &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?,
+    ))
 }
 
 /// `GET /debug/presentities/{uri}/{event}`.
@@ -185,7 +187,10 @@ pub(crate) async fn presentity(
 ) -> Result<HttpResponse, HttpError> {
     let (uri, event) = path.into_inner();
     let filter = presentity_filter(&state.api, Some(&uri), Some(&event))?;
-    let found = state.api.presentities(filter).await?.into_iter().next();
+    let found = bounded(state.api.presentities(filter))
+        .await?
+        .into_iter()
+        .next();
     single(found, || format!("no presentity {uri} for event {event}"))
 }
 
@@ -196,18 +201,28 @@ pub(crate) async fn subscriptions(
 ) -> Result<HttpResponse, HttpError> {
     let api = &state.api;
     let filter = SubscriptionFilter {
-        presentity: q.presentity.as_deref().map(|u| api.presentity(u)).transpose()?,
-        watcher: q.watcher.as_deref().map(|u| api.presentity(u)).transpose()?,
+        presentity: q
+            .presentity
+            .as_deref()
+            .map(|u| api.presentity(u))
+            .transpose()?,
+        watcher: q
+            .watcher
+            .as_deref()
+            .map(|u| api.presentity(u))
+            .transpose()?,
         event: q.event.as_deref().map(|e| api.event(e)).transpose()?,
         id: None,
     };
-    let items: Vec<_> = api
-        .subscriptions(filter)
+    let items: Vec<_> = bounded(api.subscriptions(filter))
         .await?
         .into_iter()
         .map(|s| (subscription_key(&s), s))
         .collect();
-    Ok(json(StatusCode::OK, &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?))
+    Ok(json(
+        StatusCode::OK,
+        &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?,
+    ))
 }
 
 /// `GET /debug/subscriptions/{id}`.
@@ -220,7 +235,10 @@ pub(crate) async fn subscription(
         id: Some(id.clone()),
         ..SubscriptionFilter::default()
     };
-    let found = state.api.subscriptions(filter).await?.into_iter().next();
+    let found = bounded(state.api.subscriptions(filter))
+        .await?
+        .into_iter()
+        .next();
     single(found, || format!("no subscription with id {id}"))
 }
 

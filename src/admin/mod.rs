@@ -28,7 +28,8 @@
 //! * With a token configured, every request needs `Authorization: Bearer <token>` (compared in
 //!   constant time; 401 otherwise). The token is never logged. A non-loopback address without
 //!   a token is refused.
-//! * Handlers never block the thread they run on (they only await messages).
+//! * Handlers never block the thread they run on (they only await messages), and one
+//!   request waits for the node at most [`REQUEST_TIMEOUT`].
 
 mod health;
 mod inspect;
@@ -36,9 +37,11 @@ mod page;
 pub mod rpc;
 pub mod rpc_methods;
 
+use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
@@ -52,6 +55,10 @@ use crate::metrics::Metrics;
 
 /// Largest request body accepted (bytes).
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// The longest one request waits for the node: a listing visits the actors one by one, each
+/// within its snapshot timeout, so many busy actors could otherwise add up.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The running endpoint.
 pub struct AdminServer {
@@ -87,12 +94,30 @@ pub fn start(
     api: NodeApi,
     metrics: Arc<Metrics>,
 ) -> io::Result<AdminServer> {
+    let listener = bind(listen, token.as_deref())?;
+    serve(listener, token, api, metrics)
+}
+
+/// The first half of [`start`], for a composition root that binds every socket before it
+/// starts anything: binds `listen`, refusing a non-loopback address without a token.
+pub fn bind(listen: SocketAddr, token: Option<&str>) -> io::Result<TcpListener> {
     if !listen.ip().is_loopback() && token.is_none() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("admin endpoint on non-loopback {listen} needs [admin] token"),
         ));
     }
+    TcpListener::bind(listen)
+}
+
+/// The second half of [`start`]: serves on `listener` (from [`bind`]) on the current actix
+/// System.
+pub fn serve(
+    listener: TcpListener,
+    token: Option<String>,
+    api: NodeApi,
+    metrics: Arc<Metrics>,
+) -> io::Result<AdminServer> {
     let has_token = token.is_some();
     let state = AppState {
         api,
@@ -112,8 +137,12 @@ pub fn start(
     .workers(1)
     .disable_signals()
     .shutdown_timeout(1)
-    .bind(listen)?;
-    let addr = server.addrs().first().copied().unwrap_or(listen);
+    .listen(listener)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| io::Error::other("admin listener has no address"))?;
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(server);
@@ -132,15 +161,20 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/debug/presentities/{uri}/{event}",
             web::get().to(inspect::presentity),
         )
-        .route("/debug/subscriptions", web::get().to(inspect::subscriptions))
+        .route(
+            "/debug/subscriptions",
+            web::get().to(inspect::subscriptions),
+        )
         .route(
             "/debug/subscriptions/{id}",
             web::get().to(inspect::subscription),
         )
         .route("/rpc", web::post().to(rpc::serve))
         .default_service(web::to(|| async {
-            HttpError::NotFound("no such route (see GET /live, /ready, /metrics, /debug/…, POST /rpc)".into())
-                .error_response()
+            HttpError::NotFound(
+                "no such route (see GET /live, /ready, /metrics, /debug/…, POST /rpc)".into(),
+            )
+            .error_response()
         }));
 }
 
@@ -224,6 +258,15 @@ impl ResponseError for HttpError {
     }
 }
 
+/// `fut` bounded by [`REQUEST_TIMEOUT`] (a timeout counts as the node being unavailable).
+pub(crate) async fn bounded<T>(
+    fut: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .unwrap_or(Err(ApiError::Unavailable))
+}
+
 /// A JSON answer with `status`.
 pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
     HttpResponse::build(status).json(body)
@@ -250,6 +293,9 @@ mod tests {
         assert_eq!(e.status_code(), StatusCode::BAD_REQUEST);
         let e: HttpError = ApiError::Unavailable.into();
         assert_eq!(e.status_code(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(HttpError::Unauthorized.status_code(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            HttpError::Unauthorized.status_code(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 }

@@ -74,7 +74,7 @@ fn encode(key: &str) -> String {
 
 fn decode(cursor: &str) -> Result<String, HttpError> {
     let bad = || HttpError::BadRequest(format!("invalid cursor {cursor:?}"));
-    if cursor.len() % 2 != 0 || !cursor.is_ascii() {
+    if !cursor.len().is_multiple_of(2) || !cursor.is_ascii() {
         return Err(bad());
     }
     let bytes = (0..cursor.len())
@@ -145,7 +145,10 @@ mod tests {
 
     #[test]
     fn cursor_round_trip_and_garbage() {
-        assert_eq!(decode(&encode("sip:a@b presence")).unwrap(), "sip:a@b presence");
+        assert_eq!(
+            decode(&encode("sip:a@b presence")).unwrap(),
+            "sip:a@b presence"
+        );
         assert!(decode("abc").is_err());
         assert!(decode("zz").is_err());
         assert!(decode("ff").is_err()); // not UTF-8

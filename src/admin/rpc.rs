@@ -79,9 +79,8 @@ impl Params {
 
     /// A required param as text (strings as they are, numbers and booleans printed).
     pub fn text(&self, idx: usize, name: &str) -> Result<String, RpcError> {
-        self.opt_text(idx, name)?.ok_or_else(|| {
-            RpcError::params(format!("missing parameter {} ({name})", idx + 1))
-        })
+        self.opt_text(idx, name)?
+            .ok_or_else(|| RpcError::params(format!("missing parameter {} ({name})", idx + 1)))
     }
 
     /// An optional param as text.
@@ -99,12 +98,7 @@ impl Params {
 
     /// A required integer param (a number, or a string holding one).
     pub fn int(&self, idx: usize, name: &str) -> Result<i64, RpcError> {
-        let bad = || {
-            RpcError::params(format!(
-                "parameter {} ({name}) must be an integer",
-                idx + 1
-            ))
-        };
+        let bad = || RpcError::params(format!("parameter {} ({name}) must be an integer", idx + 1));
         match self.get(idx, name) {
             None | Some(Value::Null) => Err(RpcError::params(format!(
                 "missing parameter {} ({name})",
@@ -132,7 +126,19 @@ pub(crate) async fn serve(state: web::Data<AppState>, body: web::Bytes) -> HttpR
     let state = state.into_inner();
     let answer = handle(&body, |method, params| {
         let state = state.clone();
-        async move { super::rpc_methods::call(&state.api, &method, &params).await }
+        async move {
+            let call = super::rpc_methods::call(&state.api, &method, &params);
+            match tokio::time::timeout(super::REQUEST_TIMEOUT, call).await {
+                Ok(r) => r,
+                Err(_) => Err(RpcError::new(
+                    INTERNAL_ERROR,
+                    format!(
+                        "the node did not answer within {:?}",
+                        super::REQUEST_TIMEOUT
+                    ),
+                )),
+            }
+        }
     })
     .await;
     match answer {
@@ -197,7 +203,12 @@ where
             ))
         }
     };
-    let invalid = |msg: &str| Some(error_response(reply_id.clone(), &RpcError::new(INVALID_REQUEST, msg)));
+    let invalid = |msg: &str| {
+        Some(error_response(
+            reply_id.clone(),
+            &RpcError::new(INVALID_REQUEST, msg),
+        ))
+    };
     match obj.get("jsonrpc") {
         None => {}
         Some(Value::String(v)) if v == "2.0" => {}
@@ -242,12 +253,17 @@ mod tests {
         match method.as_str() {
             "echo" => Ok(json!({ "first": params.opt_text(0, "first")?, "n": params.len() })),
             "num" => Ok(json!(params.int(0, "n")?)),
-            _ => Err(RpcError::new(METHOD_NOT_FOUND, format!("method not found: {method}"))),
+            _ => Err(RpcError::new(
+                METHOD_NOT_FOUND,
+                format!("method not found: {method}"),
+            )),
         }
     }
 
     fn run(body: &str) -> Option<Value> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(handle(body.as_bytes(), echo))
     }
 

@@ -271,6 +271,7 @@ impl ServerTransactions {
                         return false;
                     };
                     self.entries.remove(&item.key);
+                    self.settle();
                     return true;
                 }
                 Some(false) => return false,
