@@ -22,11 +22,15 @@
 //! * [`store`] is the persistence seam; [`config`] the TOML configuration tree.
 
 pub mod actors;
+pub mod admin;
 pub mod api;
 pub mod clock;
+pub mod cluster;
 pub mod codec;
 pub mod config;
+pub mod ctl;
 pub mod ids;
+pub mod metrics;
 pub mod node;
 pub mod presence;
 pub mod restore;
