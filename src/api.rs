@@ -10,9 +10,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::actors::inspect::*;
+use crate::actors::presentity::control::{AuthStatus, GetRules, SetRules, UpdateWatchers};
 use crate::actors::router::shard_of_presentity;
-use crate::actors::shard::Shard;
+use crate::actors::shard::{Shard, ToPresentity};
 use crate::ids::{EventKey, NodeId, PresentityUri, UriMatch};
+use crate::presence::authz::Decision;
 use crate::presence::package::PackageRegistry;
 
 /// A cheap clonable handle on a running node.
@@ -199,6 +201,77 @@ impl NodeApi {
                 .map_err(|_| ApiError::Unavailable)?;
         }
         Ok(removed)
+    }
+
+    /// Re-decides every watcher of a presentity after a rule change
+    /// (`presence.updateWatchers`); returns how many changed status (0 if it has no actor).
+    pub async fn update_watchers(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<usize, ApiError> {
+        Ok(self
+            .to_presentity(uri, event, false, UpdateWatchers)
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Sets (or with `None` removes) a presentity's rule document (RFC 5025 subset). Takes
+    /// effect for new watchers at once; existing ones follow `update_watchers`.
+    pub async fn set_rules(
+        &self,
+        uri: &PresentityUri,
+        doc: Option<Vec<u8>>,
+    ) -> Result<Result<(), String>, ApiError> {
+        let event = EventKey::new("presence");
+        self.to_presentity(uri, &event, true, SetRules(doc))
+            .await?
+            .ok_or(ApiError::Unavailable)
+    }
+
+    /// A presentity's rule document.
+    pub async fn rules(&self, uri: &PresentityUri) -> Result<Option<String>, ApiError> {
+        let event = EventKey::new("presence");
+        self.to_presentity(uri, &event, true, GetRules)
+            .await?
+            .ok_or(ApiError::Unavailable)
+    }
+
+    /// The authorization decision for `watcher` of `presentity`'s presence
+    /// (`pres_auth_status`).
+    pub async fn auth_status(
+        &self,
+        watcher: &PresentityUri,
+        presentity: &PresentityUri,
+    ) -> Result<Decision, ApiError> {
+        let event = EventKey::new("presence");
+        self.to_presentity(presentity, &event, true, AuthStatus(watcher.clone()))
+            .await?
+            .ok_or(ApiError::Unavailable)
+    }
+
+    async fn to_presentity<M>(
+        &self,
+        uri: &PresentityUri,
+        event: &EventKey,
+        create: bool,
+        msg: M,
+    ) -> Result<Option<M::Result>, ApiError>
+    where
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+        crate::actors::presentity::PresentityActor: Handler<M>,
+    {
+        let m = ToPresentity {
+            uri: uri.clone(),
+            event: event.clone(),
+            create,
+            msg,
+        };
+        self.shard_for(uri)
+            .send(m)
+            .await
+            .map_err(|_| ApiError::Unavailable)
     }
 
     async fn control(

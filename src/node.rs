@@ -237,6 +237,8 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         sender: sender.clone(),
         persist: persist.clone(),
         cseq_may_lag: p.subs_db_mode == config::SubsDbMode::WriteBack,
+        policy: cfg.authorization.default_policy.into(),
+        sphere_check: p.enable_sphere_check,
         metrics: metrics.clone(),
     });
 

@@ -266,7 +266,8 @@ fn subscription_views_and_watcher_methods() {
         "presence.auth_status",
         json!(["sip:watcher@example.com", ALICE]),
     );
-    assert_eq!(auth, "active");
+    assert_eq!(auth["status"], "active", "{auth}");
+    assert_eq!(auth["code"], 1, "Kamailio's ACTIVE_STATUS");
     let upd = node.result("presence.updateWatchers", json!([ALICE, "presence"]));
     assert_eq!(upd["changed"], 0);
     assert_eq!(upd["watchers"], 1);

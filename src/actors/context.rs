@@ -57,6 +57,10 @@ pub struct NodeCtx {
     pub persist: Persistence,
     /// `subs_db_mode = 2`: stored NOTIFY CSeqs may lag; restore raises them.
     pub cseq_may_lag: bool,
+    /// `[authorization] default_policy`.
+    pub policy: crate::presence::authz::Policy,
+    /// `enable_sphere_check`.
+    pub sphere_check: bool,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }

@@ -143,6 +143,31 @@ pub struct Watch {
 pub struct Unwatch {
     /// Our tag of the dialog.
     pub tag: String,
+    /// Why it ended (`timeout`, `rejected`, `notify-481`, …), for watcher info.
+    pub reason: Option<String>,
+}
+
+/// A subscription was refreshed: its new expiry, for watcher info.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatcherRefreshed {
+    /// Our tag of the dialog.
+    pub tag: String,
+    /// New absolute expiry.
+    pub expires_at: crate::clock::Timestamp,
+}
+
+/// The watcher's authorization changed (rule change + `presence.updateWatchers`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetStatus {
+    /// New status.
+    pub status: crate::presence::subscription::SubStatus,
+    /// Reason when terminated (`rejected`).
+    pub reason: Option<String>,
+    /// The document this watcher may now see (the composed one, or the polite-block
+    /// neutral one).
+    pub body: Option<Body>,
 }
 
 /// Stop now (sent by the shard after it forgot the actor).
@@ -168,6 +193,9 @@ pub struct Refresh {
 pub struct StateChanged {
     /// The new document (`None`: no state).
     pub body: Option<Body>,
+    /// A partial document describing only this change (watcher info), if the package has
+    /// one.
+    pub partial: Option<Body>,
 }
 
 /// A response to one of our NOTIFYs.

@@ -47,3 +47,4 @@ pub mod presentity;
 pub mod router;
 pub mod shard;
 pub mod subscription;
+pub mod watchers;

@@ -115,6 +115,26 @@ impl Persistence {
         }
     }
 
+    /// A presentity's stored rule document (`None` without a store or a document; a read
+    /// error is logged and treated as none).
+    pub fn rules(&self, uri: &PresentityUri) -> Option<Vec<u8>> {
+        let s = self.store.as_ref()?;
+        s.rules(uri).unwrap_or_else(|e| {
+            tracing::error!(presentity = %uri, error = %e, "store: rule document not read");
+            None
+        })
+    }
+
+    /// Stores (or with `None` removes) a presentity's rule document. Rules are kept whenever
+    /// the node has a store, whatever the publication/subscription modes.
+    pub fn set_rules(&self, uri: &PresentityUri, doc: Option<&[u8]>) -> Result<(), StoreError> {
+        let Some(s) = &self.store else { return Ok(()) };
+        match doc {
+            Some(d) => s.put_rules(uri, d),
+            None => s.delete_rules(uri),
+        }
+    }
+
     /// In write-through mode, a future that resolves once everything written so far is
     /// durable; otherwise `None` (answer at once).
     pub fn durable(&self) -> Option<Durable> {

@@ -2,8 +2,9 @@
 //! ([`Presentity`]), the composed document, and its local subscriptions; fans every change
 //! out to them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+pub mod control;
 
 use actix::prelude::*;
 
@@ -15,18 +16,17 @@ use super::inspect::{
 use super::messages::*;
 use super::shard::Shard;
 use super::subscription::SubscriptionActor;
+use super::watchers::{initial_status, neutral_body, Watcher, Watchers};
 use crate::clock::{self, Timestamp};
 use crate::ids::{ETag, EventKey, PresentityUri};
+use crate::presence::authz::{self, sphere_of, Decision, RuleSet, WatcherStatus};
 use crate::presence::package::{Body, EventPackage};
 use crate::presence::presentity::Presentity;
 use crate::presence::publication::PublishInput;
+use crate::presence::subscription::SubStatus;
 use crate::sip::headers::SipETag;
 use crate::sip::OutResponse;
-
-struct Watcher {
-    addr: Addr<SubscriptionActor>,
-    uri: PresentityUri,
-}
+use bytes::Bytes;
 
 /// The actor of one presentity and event package.
 pub struct PresentityActor {
@@ -35,7 +35,12 @@ pub struct PresentityActor {
     ctx: Arc<NodeCtx>,
     /// The composed document, recomputed once per change.
     composed: Option<Body>,
-    watchers: HashMap<String, Watcher>,
+    watchers: Watchers,
+    /// The polite-block document (RFC 5025 §3.2.1) of this presentity.
+    neutral: Body,
+    /// The authorization rule document, loaded from the store on first use.
+    rules: Option<(Bytes, RuleSet)>,
+    rules_loaded: bool,
     /// Shard messages handled (see the Idle protocol in [`crate::actors`]).
     handled: u64,
     timer: Option<(Timestamp, SpawnHandle)>,
@@ -61,11 +66,14 @@ impl PresentityActor {
         PresentityActor::create(move |c| {
             c.set_mailbox_capacity(mailbox);
             PresentityActor {
+                neutral: neutral_body(&uri),
                 core: Presentity::new(uri, event),
                 pkg,
                 ctx,
                 composed: None,
-                watchers: HashMap::new(),
+                watchers: Watchers::default(),
+                rules: None,
+                rules_loaded: false,
                 handled: 0,
                 timer: None,
                 shard,
@@ -80,17 +88,46 @@ impl PresentityActor {
             .compose(self.pkg.as_ref(), &self.ctx.publish.order);
     }
 
-    /// Sends the composed document to every watcher except `skip`.
+    /// Sends the composed document to every authorized watcher except `skip`.
     fn fan_out(&self, skip: Option<&PresentityUri>) {
-        let msg = StateChanged {
-            body: self.composed.clone(),
-        };
-        for w in self.watchers.values() {
-            if skip == Some(&w.uri) {
-                continue;
+        self.watchers.fan_out(&self.composed, &self.neutral, skip);
+    }
+
+    /// The rule document, read from the store the first time it is needed.
+    fn rules(&mut self) -> Option<&RuleSet> {
+        if !self.rules_loaded {
+            self.rules_loaded = true;
+            if let Some(doc) = self.ctx.persist.rules(self.core.uri()) {
+                match RuleSet::parse_with(&doc, self.ctx.ingress.uri_match) {
+                    Ok(r) => self.rules = Some((Bytes::from(doc), r)),
+                    Err(e) => {
+                        tracing::warn!(presentity = %self.core.uri(), reason = %e, "stored rule document ignored")
+                    }
+                }
             }
-            w.addr.do_send(msg.clone());
         }
+        self.rules.as_ref().map(|(_, r)| r)
+    }
+
+    /// The authorization decision for `watcher` (SPEC §4); packages without `req_auth`
+    /// authorize everyone.
+    fn decide(&mut self, watcher: &PresentityUri) -> Decision {
+        if !self.pkg.req_auth() {
+            return Decision::active();
+        }
+        let sphere_check = self.ctx.sphere_check;
+        let sphere = sphere_check
+            .then(|| self.composed.as_ref().and_then(|b| sphere_of(&b.bytes)))
+            .flatten();
+        let (policy, uri) = (self.ctx.policy, self.core.uri().clone());
+        authz::decide(
+            policy,
+            self.rules(),
+            watcher,
+            &uri,
+            sphere.as_deref(),
+            sphere_check,
+        )
     }
 
     /// Re-arms the expiry timer and reports idleness after every message.
@@ -111,7 +148,9 @@ impl PresentityActor {
                 self.timer = Some((at, h));
             }
         }
-        if self.core.is_empty() && self.watchers.is_empty() {
+        // Rules set in memory only (no store) keep the actor alive: they would be lost.
+        let holds_rules = self.rules.is_some() && self.ctx.persist.store().is_none();
+        if self.core.is_empty() && self.watchers.is_empty() && !holds_rules {
             self.shard.do_send(PresentityIdle {
                 key: (self.core.uri().clone(), self.core.event().clone()),
                 handled: self.handled,
@@ -243,16 +282,43 @@ impl Handler<Watch> for PresentityActor {
             self.after_message(ctx);
             return;
         }
-        let tag = msg.dialog.id.local_tag.clone();
-        let uri = msg.dialog.watcher.clone();
-        let addr = SubscriptionActor::start_for(
-            msg.dialog,
-            self.composed.clone(),
-            msg.reply,
-            ctx.address(),
-            self.ctx.clone(),
-        );
-        self.watchers.insert(tag, Watcher { addr, uri });
+        let now = clock::now();
+        let Watch { mut dialog, reply } = msg;
+        let tag = dialog.id.local_tag.clone();
+        if &dialog.event != self.core.event() {
+            // A watcher-info subscription (`presence.winfo`), served by the presentity's own
+            // actor since it owns the watcher list.
+            let body = Some(self.watchers.winfo_full(now, self.core.uri()));
+            let addr =
+                SubscriptionActor::start_for(dialog, body, reply, ctx.address(), self.ctx.clone());
+            self.watchers.add_winfo(tag, addr);
+            self.after_message(ctx);
+            return;
+        }
+        let decision = self.decide(&dialog.watcher);
+        let (status, reason) = initial_status(&decision);
+        dialog.status = status;
+        dialog.reason = reason;
+        let body = if decision.neutral_body {
+            Some(self.neutral.clone())
+        } else {
+            self.composed.clone()
+        };
+        let (uri, expires_at) = (dialog.watcher.clone(), dialog.expires_at);
+        let addr =
+            SubscriptionActor::start_for(dialog, body, reply, ctx.address(), self.ctx.clone());
+        if expires_at > now {
+            let w = Watcher {
+                addr,
+                uri,
+                status: decision.status,
+                neutral: decision.neutral_body,
+                since: now,
+                expires_at,
+                last_event: "subscribe",
+            };
+            self.watchers.add(tag, w, now, self.core.uri());
+        }
         self.after_message(ctx);
     }
 }
@@ -261,8 +327,18 @@ impl Handler<Unwatch> for PresentityActor {
     type Result = ();
 
     fn handle(&mut self, msg: Unwatch, ctx: &mut Context<Self>) {
-        self.watchers.remove(&msg.tag);
+        let uri = self.core.uri().clone();
+        self.watchers
+            .remove(&msg.tag, msg.reason.as_deref(), clock::now(), &uri);
         self.after_message(ctx);
+    }
+}
+
+impl Handler<WatcherRefreshed> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WatcherRefreshed, _: &mut Context<Self>) {
+        self.watchers.refreshed(&msg.tag, msg.expires_at);
     }
 }
 
@@ -300,8 +376,7 @@ impl Handler<RefreshWatchers> for PresentityActor {
 
     fn handle(&mut self, _: RefreshWatchers, _: &mut Context<Self>) -> usize {
         self.recompose();
-        self.fan_out(None);
-        self.watchers.len()
+        self.watchers.refresh_all(&self.composed, &self.neutral)
     }
 }
 
@@ -319,7 +394,7 @@ impl Handler<CountWatchers> for PresentityActor {
     type Result = usize;
 
     fn handle(&mut self, _: CountWatchers, _: &mut Context<Self>) -> usize {
-        self.watchers.len()
+        self.watchers.state_watchers()
     }
 }
 
@@ -341,16 +416,47 @@ impl Handler<RestoreWatch> for PresentityActor {
 
     fn handle(&mut self, msg: RestoreWatch, ctx: &mut Context<Self>) {
         self.handled += 1;
-        let tag = msg.0.id.local_tag.clone();
-        let uri = msg.0.watcher.clone();
+        let now = clock::now();
+        let d = msg.0;
+        let tag = d.id.local_tag.clone();
+        let winfo = &d.event != self.core.event();
+        let status = match d.status {
+            SubStatus::Active => WatcherStatus::Active,
+            SubStatus::Pending => WatcherStatus::Pending,
+            SubStatus::Terminated => WatcherStatus::Terminated {
+                reason: d.reason.clone().unwrap_or_default(),
+            },
+        };
+        // A polite-blocked watcher is re-decided: the flag is not part of the stored dialog.
+        let neutral =
+            !winfo && status == WatcherStatus::Active && self.decide(&d.watcher).neutral_body;
+        let body = match (winfo, neutral) {
+            (true, _) => Some(self.watchers.winfo_full(now, self.core.uri())),
+            (false, true) => Some(self.neutral.clone()),
+            (false, false) => self.composed.clone(),
+        };
+        let (uri, expires_at) = (d.watcher.clone(), d.expires_at);
         let addr = SubscriptionActor::start_restored(
-            msg.0,
-            self.composed.clone(),
+            d,
+            body,
             self.shard.clone(),
             ctx.address(),
             self.ctx.clone(),
         );
-        self.watchers.insert(tag, Watcher { addr, uri });
+        if winfo {
+            self.watchers.add_winfo(tag, addr);
+        } else {
+            let w = Watcher {
+                addr,
+                uri,
+                status,
+                neutral,
+                since: now,
+                expires_at,
+                last_event: "subscribe",
+            };
+            self.watchers.add(tag, w, now, self.core.uri());
+        }
         self.after_message(ctx);
     }
 }

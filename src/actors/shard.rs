@@ -176,6 +176,10 @@ impl Shard {
             }
             return;
         }
+        if sub.event.as_str().ends_with(".winfo") && sub.watcher != sub.presentity {
+            // RFC 3857 §5.2: watcher information is private to the presentity.
+            return reply.reject(&rejection(403, "Forbidden"));
+        }
         let req = reply.request();
         let local_tag = tag_for_shard(self.idx);
         let dialog = DialogState {
@@ -213,7 +217,7 @@ impl Shard {
                 old.addr.do_send(Replaced);
             }
         }
-        let key = (sub.presentity, sub.event);
+        let key = actor_key(sub.presentity, &sub.event);
         self.send_to_presentity(key, Watch { dialog, reply }, |m| m.reply);
     }
 
@@ -303,6 +307,15 @@ impl Shard {
             call_id: resp.call_id,
             remote_tag: resp.to.tag,
         });
+    }
+}
+
+/// The actor that serves a subscription to `event`: a template package (`presence.winfo`,
+/// RFC 3857) is served by the actor of its base package, which owns the watcher list.
+fn actor_key(presentity: PresentityUri, event: &EventKey) -> PresKey {
+    match event.as_str().strip_suffix(".winfo") {
+        Some(base) => (presentity, EventKey::new(base)),
+        None => (presentity, event.clone()),
     }
 }
 
@@ -568,9 +581,53 @@ impl Handler<RestoreDialog> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: RestoreDialog, _: &mut Context<Self>) {
-        let key = (msg.0.presentity.clone(), msg.0.event.clone());
+        let key = actor_key(msg.0.presentity.clone(), &msg.0.event);
         if let Some(addr) = self.presentity_for_restore(key) {
             addr.do_send(RestoreWatch(msg.0));
         }
+    }
+}
+
+/// A control message for one presentity actor, forwarded by its shard (which creates the
+/// actor first when `create`). Answers `None` when there is no such actor or it did not
+/// answer within [`SNAPSHOT_TIMEOUT`].
+pub struct ToPresentity<M> {
+    /// Presentity.
+    pub uri: PresentityUri,
+    /// Event package.
+    pub event: EventKey,
+    /// Create the actor if it does not exist (setting rules for a presentity with no state).
+    pub create: bool,
+    /// The message.
+    pub msg: M,
+}
+
+impl<M> actix::Message for ToPresentity<M>
+where
+    M: actix::Message,
+    M::Result: Send,
+{
+    type Result = Option<M::Result>;
+}
+
+impl<M> Handler<ToPresentity<M>> for Shard
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    PresentityActor: Handler<M>,
+{
+    type Result = ResponseFuture<Option<M::Result>>;
+
+    fn handle(&mut self, m: ToPresentity<M>, _: &mut Context<Self>) -> Self::Result {
+        let key = (m.uri, m.event);
+        let addr = if m.create {
+            self.presentity_for_restore(key)
+        } else {
+            self.presentities.get_mut(&key).map(|e| {
+                e.sent += 1; // control handlers count as handled (Idle protocol)
+                e.addr.clone()
+            })
+        };
+        Box::pin(async move { addr?.send(m.msg).timeout(SNAPSHOT_TIMEOUT).await.ok() })
     }
 }

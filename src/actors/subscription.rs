@@ -36,6 +36,8 @@ pub struct SubscriptionActor {
     timer: Option<(Timestamp, SpawnHandle)>,
     /// Unregistered; waiting for the shard's `Stop`.
     gone: bool,
+    /// The presentity was told this watcher is gone.
+    left: bool,
     last_activity: Timestamp,
 }
 
@@ -65,6 +67,7 @@ impl SubscriptionActor {
                 in_flight: None,
                 timer: None,
                 gone: false,
+                left: false,
                 last_activity: clock::now(),
             }
         })
@@ -99,6 +102,7 @@ impl SubscriptionActor {
                 in_flight: None,
                 timer: None,
                 gone: false,
+                left: false,
                 last_activity: clock::now(),
             }
         })
@@ -139,6 +143,9 @@ impl SubscriptionActor {
             // The new local CSeq (and version) must survive a restart.
             self.ctx.persist.put_subscription(self.core.dialog());
         }
+        if self.core.dialog().status == SubStatus::Terminated {
+            self.leave_presentity();
+        }
         self.rearm(ctx);
     }
 
@@ -151,12 +158,25 @@ impl SubscriptionActor {
         let d = self.core.dialog();
         tracing::debug!(presentity = %d.presentity, dialog = %d.id, reason = ?d.reason, "subscription removed");
         self.ctx.persist.delete_subscription(d);
-        self.presentity.do_send(Unwatch {
-            tag: d.id.local_tag.clone(),
-        });
+        self.leave_presentity();
+        let d = self.core.dialog();
         self.shard.do_send(DialogGone {
             tag: d.id.local_tag.clone(),
             same_key: (d.presentity.clone(), d.id.call_id.clone()),
+        });
+    }
+
+    /// Tells the presentity this watcher is gone — as soon as the subscription is
+    /// terminated, not when its final NOTIFY completes, so watcher info reports it at once.
+    fn leave_presentity(&mut self) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        let d = self.core.dialog();
+        self.presentity.do_send(Unwatch {
+            tag: d.id.local_tag.clone(),
+            reason: d.reason.clone(),
         });
     }
 
@@ -336,6 +356,10 @@ impl Handler<Refresh> for SubscriptionActor {
                     .header("Expires", expires.to_string())
                     .header("Contact", format!("<{}>", self.ctx.server_address));
                 self.ctx.persist.put_subscription(self.core.dialog());
+                self.presentity.do_send(WatcherRefreshed {
+                    tag: self.core.dialog().id.local_tag.clone(),
+                    expires_at: self.core.dialog().expires_at,
+                });
                 let Some(durable) = self.ctx.persist.durable() else {
                     reply.send(resp);
                     return self.apply(fx, ctx);
@@ -370,7 +394,9 @@ impl Handler<StateChanged> for SubscriptionActor {
         if self.gone {
             return;
         }
-        let fx = self.core.state_changed(clock::now(), msg.body);
+        let fx = self
+            .core
+            .state_changed_with_delta(clock::now(), msg.body, msg.partial);
         self.apply(fx, ctx);
     }
 }
@@ -431,5 +457,20 @@ impl Handler<SnapshotSubscription> for SubscriptionActor {
             clock::now(),
             self.last_activity,
         ))
+    }
+}
+
+impl Handler<SetStatus> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetStatus, ctx: &mut Context<Self>) {
+        if self.gone {
+            return;
+        }
+        self.core.set_body(msg.body);
+        let fx = self
+            .core
+            .set_status(clock::now(), msg.status, msg.reason.as_deref());
+        self.apply(fx, ctx);
     }
 }

@@ -5,17 +5,19 @@
 //! |---|---|---|
 //! | `presence.cleanup` | – | `{"removed_publications": n}` |
 //! | `presence.refreshWatchers` | uri, event, type (0, 1, 2), [file_uri, filename] | `{"notified": n}` |
-//! | `presence.updateWatchers` | uri, event | `{"watchers": n, "changed": 0, "policy": "allow", …}` |
+//! | `presence.updateWatchers` | uri, event | `{"watchers": n, "changed": k}`: re-decides every watcher after a rule change, notifies the k whose status changed |
+//! | `presence.rules_set` | uri, document | stores the presentity's RFC 5025 rule document |
+//! | `presence.rules_get` | uri | `{"uri", "document"}` |
+//! | `presence.rules_delete` | uri | removes it |
 //! | `presence.presentity_list` | [mode = `full`] | one record per publication |
 //! | `presence.watcher_list` | uri, event | one record per subscription dialog |
 //! | `presence.has_subscribers` | uri, event | `true` / `false` |
-//! | `presence.auth_status` | watcher, presentity | `"active"` |
+//! | `presence.auth_status` | watcher, presentity | `{"status", "code", "reason", "polite_block"}` (Kamailio's codes: 1 active, 2 pending, 3 terminated, 4 waiting, 5 polite-block) |
 //! | `system.listMethods` | – | the method names |
 //!
 //! Honesty notes (this build's limits, stated in the answers too):
-//! * Authorization: the only policy this build applies is `allow`, so every watcher is
-//!   `active`: `presence.auth_status` answers `"active"` for any valid pair, and
-//!   `presence.updateWatchers` re-evaluates nothing (`"changed": 0`).
+//! * Authorization follows `[authorization] default_policy` and the presentity's rule
+//!   document (SPEC §4); rule documents are kept in the store when the node has one.
 //! * `presence.refreshWatchers` types 0 and 1 both re-send the current state to every
 //!   watcher; type 2 (a pidf-manipulation document on an XCAP server) is refused with
 //!   `-32602` because this build has no XCAP client.
@@ -30,10 +32,13 @@ use crate::api::{ApiError, NodeApi};
 use crate::ids::{EventKey, PresentityUri};
 
 /// Every method `/rpc` knows.
-pub const METHODS: [&str; 8] = [
+pub const METHODS: [&str; 11] = [
     "presence.cleanup",
     "presence.refreshWatchers",
     "presence.updateWatchers",
+    "presence.rules_set",
+    "presence.rules_get",
+    "presence.rules_delete",
     "presence.presentity_list",
     "presence.watcher_list",
     "presence.has_subscribers",
@@ -61,12 +66,27 @@ pub async fn call(api: &NodeApi, method: &str, p: &Params) -> Result<Value, RpcE
         "presence.updateWatchers" => {
             let (uri, event) = uri_event(api, p)?;
             let watchers = watchers(api, &uri, &event).await?.len();
-            Ok(json!({
-                "watchers": watchers,
-                "changed": 0,
-                "policy": "allow",
-                "note": "the allow policy makes every watcher active: no status to change",
-            }))
+            let changed = api.update_watchers(&uri, &event).await?;
+            Ok(json!({ "watchers": watchers, "changed": changed }))
+        }
+        "presence.rules_set" => {
+            let uri = api.presentity(&p.text(0, "uri")?)?;
+            let doc = p.text(1, "document")?;
+            match api.set_rules(&uri, Some(doc.into_bytes())).await? {
+                Ok(()) => Ok(json!({ "uri": uri.as_str(), "stored": true })),
+                Err(why) => Err(RpcError::params(format!("rule document refused: {why}"))),
+            }
+        }
+        "presence.rules_get" => {
+            let uri = api.presentity(&p.text(0, "uri")?)?;
+            Ok(json!({ "uri": uri.as_str(), "document": api.rules(&uri).await? }))
+        }
+        "presence.rules_delete" => {
+            let uri = api.presentity(&p.text(0, "uri")?)?;
+            match api.set_rules(&uri, None).await? {
+                Ok(()) => Ok(json!({ "uri": uri.as_str(), "deleted": true })),
+                Err(why) => Err(RpcError::new(INTERNAL_ERROR, why)),
+            }
         }
         "presence.presentity_list" => presentity_list(api, p).await,
         "presence.watcher_list" => {
@@ -79,10 +99,15 @@ pub async fn call(api: &NodeApi, method: &str, p: &Params) -> Result<Value, RpcE
             Ok(json!(api.has_subscribers(&uri, &event).await?))
         }
         "presence.auth_status" => {
-            api.presentity(&p.text(0, "watcher")?)?;
-            api.presentity(&p.text(1, "presentity")?)?;
-            // The only authorization policy of this build is `allow`.
-            Ok(json!("active"))
+            let watcher = api.presentity(&p.text(0, "watcher")?)?;
+            let presentity = api.presentity(&p.text(1, "presentity")?)?;
+            let d = api.auth_status(&watcher, &presentity).await?;
+            Ok(json!({
+                "status": d.status.as_str(),
+                "code": d.auth_status_code(),
+                "reason": d.status.reason(),
+                "polite_block": d.neutral_body,
+            }))
         }
         "system.listMethods" => Ok(json!(METHODS)),
         other => Err(RpcError::new(

@@ -5,7 +5,6 @@
 //! test below): this file is the one place to shrink.
 
 use super::modes::SubsDbMode;
-use super::tables::DefaultPolicy;
 use super::Config;
 
 /// ===================== NOT YET IMPLEMENTED — shrink as features land =====================
@@ -45,14 +44,6 @@ pub(super) fn unsupported(cfg: &Config) -> Vec<String> {
              enable_dmq = 0"
                 .to_string(),
         );
-    }
-    // Lands with watcher authorization (SPEC §4).
-    if cfg.authorization.default_policy != DefaultPolicy::Allow {
-        out.push(format!(
-            "[authorization] default_policy = \"{}\": only \"allow\" is implemented in this \
-             build yet",
-            cfg.authorization.default_policy.as_str()
-        ));
     }
     out
 }
@@ -103,11 +94,7 @@ mod tests {
         let l = list(&format!(
             "{MEMORY}[authorization]\ndefault_policy = \"rules\"\n"
         ));
-        assert_eq!(l.len(), 1);
-        assert!(
-            l[0].starts_with("[authorization] default_policy = \"rules\""),
-            "{l:?}"
-        );
+        assert!(l.is_empty(), "every policy is implemented: {l:?}");
         let certs = "ca_cert = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n";
         let l = list(&format!("{MEMORY}enable_dmq = 1\n[cluster]\n{certs}"));
         assert_eq!(l.len(), 1);

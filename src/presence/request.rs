@@ -150,6 +150,10 @@ pub fn publish_request(
     rules: &IngressRules,
 ) -> Result<(PublishRequest, Arc<dyn EventPackage>), Rejection> {
     let (pkg, _) = package_of(req, packages)?;
+    if !pkg.publishable() {
+        // Server-generated state (watcher info) cannot be published.
+        return Err(Rejection::bad_event(packages));
+    }
     let expires = expires_of(req, pkg.as_ref(), rules)?;
     let presentity = presentity_of(req, rules)?;
     if req.body.len() > rules.max_body {

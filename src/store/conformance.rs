@@ -128,6 +128,19 @@ pub fn run(store: &dyn Store) {
     );
 
     scan_publications(store);
+    // Rule documents: per presentity, replace, delete.
+    let bob = uri("sip:bob@example.com");
+    assert_eq!(store.rules(&alice).unwrap(), None);
+    store.put_rules(&alice, b"<ruleset/>").unwrap();
+    store.put_rules(&bob, b"<b/>").unwrap();
+    store.put_rules(&alice, b"<ruleset>2</ruleset>").unwrap();
+    assert_eq!(
+        store.rules(&alice).unwrap().as_deref(),
+        Some(&b"<ruleset>2</ruleset>"[..])
+    );
+    store.delete_rules(&alice).unwrap();
+    assert_eq!(store.rules(&alice).unwrap(), None);
+    assert_eq!(store.rules(&bob).unwrap().as_deref(), Some(&b"<b/>"[..]));
     store.flush().unwrap();
 }
 

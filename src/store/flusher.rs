@@ -267,6 +267,15 @@ mod tests {
         ) -> Result<(Vec<PublicationRow>, Option<Vec<u8>>), StoreError> {
             Ok((Vec::new(), None))
         }
+        fn put_rules(&self, _: &PresentityUri, _: &[u8]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn delete_rules(&self, _: &PresentityUri) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn rules(&self, _: &PresentityUri) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
         fn flush(&self) -> Result<usize, StoreError> {
             self.flush_started.fetch_add(1, SeqCst);
             let covered = self.writes.load(SeqCst);

@@ -19,6 +19,7 @@ pub struct MemoryStore {
 struct Tables {
     publications: BTreeMap<Vec<u8>, Vec<u8>>,
     subscriptions: BTreeMap<Vec<u8>, Vec<u8>>,
+    watchers: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -71,6 +72,24 @@ impl Store for MemoryStore {
             .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(_, v)| codec::decode(PUBLICATION_V1, v).map_err(StoreError::from))
             .collect()
+    }
+
+    fn put_rules(&self, presentity: &PresentityUri, doc: &[u8]) -> Result<(), StoreError> {
+        let v = codec::encode(RULES_V1, &doc.to_vec());
+        self.tables().watchers.insert(rules_key(presentity), v);
+        Ok(())
+    }
+
+    fn delete_rules(&self, presentity: &PresentityUri) -> Result<(), StoreError> {
+        self.tables().watchers.remove(&rules_key(presentity));
+        Ok(())
+    }
+
+    fn rules(&self, presentity: &PresentityUri) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.tables().watchers.get(&rules_key(presentity)) {
+            Some(v) => Ok(Some(codec::decode(RULES_V1, v)?)),
+            None => Ok(None),
+        }
     }
 
     fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError> {

@@ -8,7 +8,9 @@
 //! * publications: key `uri \0 event \0 etag`, value = [`crate::codec`] envelope of a
 //!   [`Publication`] (record version [`PUBLICATION_V1`]);
 //! * subscriptions: key `presentity \0 event \0 local_tag`, value = envelope of a
-//!   [`DialogState`] (record version [`SUBSCRIPTION_V1`]).
+//!   [`DialogState`] (record version [`SUBSCRIPTION_V1`]);
+//! * rule documents (watchers table): key `rules \0 presentity`, value = envelope of the
+//!   document bytes (record version [`RULES_V1`]).
 //!
 //! Keys sort so that one presentity's records are one prefix range. A presentity URI or event
 //! key never contains a NUL byte (the key layout relies on it), so the URI and event of a
@@ -36,6 +38,8 @@ use crate::presence::subscription::DialogState;
 pub const PUBLICATION_V1: u8 = 1;
 /// Record version of stored subscriptions.
 pub const SUBSCRIPTION_V1: u8 = 1;
+/// Record version of stored rule documents.
+pub const RULES_V1: u8 = 1;
 
 /// One publication as a scan returns it: its presentity, its event and the record.
 pub type PublicationRow = (PresentityUri, EventKey, Publication);
@@ -73,6 +77,12 @@ pub trait Store: Send + Sync + 'static {
         uri: &PresentityUri,
         event: &EventKey,
     ) -> Result<Vec<Publication>, StoreError>;
+    /// Stores the authorization rule document of a presentity (SPEC §4), replacing any.
+    fn put_rules(&self, presentity: &PresentityUri, doc: &[u8]) -> Result<(), StoreError>;
+    /// Removes a presentity's rule document (no error if absent).
+    fn delete_rules(&self, presentity: &PresentityUri) -> Result<(), StoreError>;
+    /// A presentity's rule document.
+    fn rules(&self, presentity: &PresentityUri) -> Result<Option<Vec<u8>>, StoreError>;
     /// Inserts or replaces a subscription.
     fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError>;
     /// Removes a subscription (no error if absent).
@@ -111,6 +121,11 @@ pub fn presentity_prefix(uri: &PresentityUri, event: &EventKey) -> Vec<u8> {
     let mut k = join(&[uri.as_str(), event.as_str()]);
     k.push(0);
     k
+}
+
+/// The key of a presentity's rule document in the watchers table.
+pub fn rules_key(presentity: &PresentityUri) -> Vec<u8> {
+    join(&["rules", presentity.as_str()])
 }
 
 /// The key of a subscription record.

@@ -19,6 +19,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestNode {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The admin endpoint, when the test's config enables one (`[admin] listen`).
+    pub admin: Option<SocketAddr>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -32,7 +34,12 @@ impl TestNode {
         } else {
             "[sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\n"
         };
-        let toml = format!("{sip}[admin]\nlisten = \"\"\n{extra}\n");
+        let admin = if extra.contains("[admin]") {
+            ""
+        } else {
+            "[admin]\nlisten = \"\"\n"
+        };
+        let toml = format!("{sip}{admin}{extra}\n");
         let mut cfg = Config::from_toml_str(&toml).expect("test config parses");
         if !extra.contains("subs_db_mode") {
             cfg.presence.subs_db_mode = presenced::config::SubsDbMode::Memory;
@@ -47,7 +54,11 @@ impl TestNode {
             sys.block_on(async move {
                 let node = presenced::node::start(&cfg).await.expect("node starts");
                 addr_tx
-                    .send((node.udp_addr.unwrap(), node.tcp_addr.unwrap()))
+                    .send((
+                        node.udp_addr.unwrap(),
+                        node.tcp_addr.unwrap(),
+                        node.admin_addr,
+                    ))
                     .unwrap();
                 // Wait for the stop signal without blocking the System thread.
                 loop {
@@ -59,12 +70,13 @@ impl TestNode {
                 node.shutdown(Duration::from_millis(10)).await;
             });
         });
-        let (udp, tcp) = addr_rx
+        let (udp, tcp, admin) = addr_rx
             .recv_timeout(WAIT)
             .expect("node reports its addresses");
         TestNode {
             udp,
             tcp,
+            admin,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -354,4 +366,32 @@ pub fn resubscribe(
 
 pub fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
     resp.header(name)
+}
+
+impl TestNode {
+    /// A JSON-RPC call to the node's admin endpoint; the `result`, or panics on an error.
+    pub fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let v = self.rpc_raw(method, params);
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    /// A JSON-RPC call; the whole response object.
+    pub fn rpc_raw(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let admin = self.admin.expect("this TestNode has an admin endpoint");
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(WAIT))
+            .build()
+            .into();
+        let mut resp = agent
+            .post(&format!("http://{admin}/rpc"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .expect("HTTP exchange");
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        serde_json::from_str(&text).expect("JSON-RPC answer")
+    }
 }

@@ -205,10 +205,12 @@ impl Decision {
 ///
 /// * The presentity itself → active, whatever the policy.
 /// * [`Policy::Allow`] → active.
-/// * [`Policy::Pending`] → pending; rules are not consulted (an administrative decision
-///   stored by the caller replaces it).
-/// * [`Policy::Rules`] → no document: pending; otherwise [`evaluate`] (no applicable rule:
-///   confirm) mapped by [`Decision::from_sub_handling`].
+/// * [`Policy::Pending`] and [`Policy::Rules`] → no document: pending; otherwise
+///   [`evaluate`] (no applicable rule: confirm → pending) mapped by
+///   [`Decision::from_sub_handling`]. SPEC §4 keeps a pending watcher waiting "until a rule or
+///   an admin decision", so under `pending` too a rule document decides once there is one;
+///   the two policies differ only in intent (and a later release may add per-watcher admin
+///   decisions to `pending`).
 ///
 /// `sphere` is the presentity's current sphere ([`sphere_of`] its composed document), used
 /// only when `sphere_check` (`enable_sphere_check = 1`).
@@ -223,10 +225,12 @@ pub fn decide(
     if watcher == presentity {
         return Decision::active();
     }
+    // SPEC §4: under `pending`, a watcher waits "until a rule or an admin decision" — so a
+    // rule document, when the presentity has one, decides under `pending` as under `rules`.
     match (policy, rules) {
         (Policy::Allow, _) => Decision::active(),
-        (Policy::Pending, _) | (Policy::Rules, None) => Decision::pending(),
-        (Policy::Rules, Some(rs)) => {
+        (Policy::Pending | Policy::Rules, None) => Decision::pending(),
+        (Policy::Pending | Policy::Rules, Some(rs)) => {
             Decision::from_sub_handling(evaluate(rs, watcher, sphere, sphere_check))
         }
     }

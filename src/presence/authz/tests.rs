@@ -37,15 +37,12 @@ fn each_policy_and_rule_action_gives_its_decision() {
         (Policy::Allow, None, WatcherStatus::Active, false),
         (Policy::Allow, Some("block"), WatcherStatus::Active, false),
         (Policy::Pending, None, WatcherStatus::Pending, false),
+        // Under `pending` a rule document, when there is one, decides (SPEC §4).
+        (Policy::Pending, Some("allow"), WatcherStatus::Active, false),
+        (Policy::Pending, Some("block"), rejected(), false),
         (
             Policy::Pending,
-            Some("allow"),
-            WatcherStatus::Pending,
-            false,
-        ),
-        (
-            Policy::Pending,
-            Some("block"),
+            Some("confirm"),
             WatcherStatus::Pending,
             false,
         ),

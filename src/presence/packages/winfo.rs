@@ -149,8 +149,11 @@ mod tests {
         }
     }
 
-    /// (namespace, local name, attributes) of every element, and the texts.
-    fn elements(doc: &[u8]) -> (Vec<(String, String, Vec<(String, String)>)>, Vec<String>) {
+    /// (namespace, local name, attributes) of one element.
+    type Element = (String, String, Vec<(String, String)>);
+
+    /// Every element, and the texts.
+    fn elements(doc: &[u8]) -> (Vec<Element>, Vec<String>) {
         let mut r = NsReader::from_reader(doc);
         let (mut els, mut texts) = (Vec::new(), Vec::new());
         loop {

@@ -63,6 +63,7 @@ pub struct SledStore {
     db: ::sled::Db,
     publications: ::sled::Tree,
     subscriptions: ::sled::Tree,
+    watchers: ::sled::Tree,
     meta: ::sled::Tree,
     dir: PathBuf,
     node_id: NodeId,
@@ -196,6 +197,28 @@ impl Store for SledStore {
                 Ok(codec::decode(PUBLICATION_V1, &v)?)
             })
             .collect()
+    }
+
+    fn put_rules(&self, presentity: &PresentityUri, doc: &[u8]) -> Result<(), StoreError> {
+        let v = codec::encode(RULES_V1, &doc.to_vec());
+        self.watchers
+            .insert(rules_key(presentity), v)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_rules(&self, presentity: &PresentityUri) -> Result<(), StoreError> {
+        self.watchers
+            .remove(rules_key(presentity))
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn rules(&self, presentity: &PresentityUri) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.watchers.get(rules_key(presentity)).map_err(backend)? {
+            Some(v) => Ok(Some(codec::decode(RULES_V1, &v)?)),
+            None => Ok(None),
+        }
     }
 
     fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError> {

@@ -181,12 +181,13 @@ pub(super) fn open(
     check_meta(dir, &db, &meta, node_id)?;
     let publications = db.open_tree(&tables.presentity).map_err(err)?;
     let subscriptions = db.open_tree(&tables.active_watchers).map_err(err)?;
-    // Created now so the layout is complete; its records arrive with watcher authorization.
-    db.open_tree(&tables.watchers).map_err(err)?;
+    // Authorization rule documents per presentity (SPEC §4).
+    let watchers = db.open_tree(&tables.watchers).map_err(err)?;
     Ok(SledStore {
         db,
         publications,
         subscriptions,
+        watchers,
         meta,
         dir: dir.into(),
         node_id: node_id.clone(),

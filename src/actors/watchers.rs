@@ -1,0 +1,252 @@
+//! [`Watchers`]: the local subscriptions of one presentity actor — who watches, with which
+//! authorization status (SPEC §4), and who watches the watchers (`presence.winfo`). Owned by
+//! the [`super::presentity::PresentityActor`]; not an actor itself.
+//!
+//! Invariants:
+//! * a watcher whose status is pending or terminated never receives the document; a
+//!   polite-blocked one receives only the neutral document;
+//! * every change of the watcher set (new, status change, gone) is reported to the winfo
+//!   subscribers as one partial document, with the full list alongside (sent instead when
+//!   changes were coalesced).
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+
+use super::messages::{SetStatus, StateChanged};
+use super::subscription::SubscriptionActor;
+use crate::clock::Timestamp;
+use crate::ids::PresentityUri;
+use crate::presence::authz::{neutral_pidf, Decision, WatcherStatus};
+use crate::presence::package::Body;
+use crate::presence::packages::winfo::{document, DocState, WinfoWatcher};
+use crate::presence::subscription::SubStatus;
+
+/// One watcher of the presentity's state.
+pub(crate) struct Watcher {
+    pub(crate) addr: Addr<SubscriptionActor>,
+    pub(crate) uri: PresentityUri,
+    pub(crate) status: WatcherStatus,
+    /// Polite-block: sees only the neutral document.
+    pub(crate) neutral: bool,
+    pub(crate) since: Timestamp,
+    pub(crate) expires_at: Timestamp,
+    /// The last watcher-info event about it.
+    pub(crate) last_event: &'static str,
+}
+
+/// The watchers and watcher-info subscribers of one presentity.
+#[derive(Default)]
+pub(crate) struct Watchers {
+    presence: HashMap<String, Watcher>,
+    winfo: HashMap<String, Addr<SubscriptionActor>>,
+}
+
+impl Watchers {
+    pub(crate) fn len(&self) -> usize {
+        self.presence.len() + self.winfo.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.presence.is_empty() && self.winfo.is_empty()
+    }
+
+    /// Watchers of the state (not counting watcher-info subscribers).
+    pub(crate) fn state_watchers(&self) -> usize {
+        self.presence.len()
+    }
+
+    /// Adds a watcher and tells the winfo subscribers. A watcher rejected on arrival is only
+    /// reported (event `rejected`), never listed: its subscription ends at once.
+    pub(crate) fn add(
+        &mut self,
+        tag: String,
+        mut w: Watcher,
+        now: Timestamp,
+        resource: &PresentityUri,
+    ) {
+        if matches!(w.status, WatcherStatus::Terminated { .. }) {
+            w.last_event = "rejected";
+            let change = winfo_entry(&tag, &w, now);
+            return self.report(now, resource, vec![change]);
+        }
+        let change = winfo_entry(&tag, &w, now);
+        self.presence.insert(tag, w);
+        self.report(now, resource, vec![change]);
+    }
+
+    /// Adds a watcher-info subscriber.
+    pub(crate) fn add_winfo(&mut self, tag: String, addr: Addr<SubscriptionActor>) {
+        self.winfo.insert(tag, addr);
+    }
+
+    /// Removes a subscription (of either kind); a watcher's departure is reported.
+    pub(crate) fn remove(
+        &mut self,
+        tag: &str,
+        reason: Option<&str>,
+        now: Timestamp,
+        resource: &PresentityUri,
+    ) {
+        if self.winfo.remove(tag).is_some() {
+            return;
+        }
+        let Some(mut w) = self.presence.remove(tag) else {
+            return;
+        };
+        w.last_event = match reason {
+            Some("rejected") => "rejected",
+            Some("timeout") => "timeout",
+            Some("noresource") => "noresource",
+            Some(r) if r.starts_with("notify-") => "giveup",
+            _ => "deactivated",
+        };
+        w.status = WatcherStatus::Terminated {
+            reason: reason.unwrap_or("deactivated").to_string(),
+        };
+        let change = winfo_entry(tag, &w, now);
+        self.report(now, resource, vec![change]);
+    }
+
+    /// A refresh moved a watcher's expiry.
+    pub(crate) fn refreshed(&mut self, tag: &str, expires_at: Timestamp) {
+        if let Some(w) = self.presence.get_mut(tag) {
+            w.expires_at = expires_at;
+        }
+    }
+
+    /// Sends the state to every authorized watcher except `skip` (`sender_header`).
+    pub(crate) fn fan_out(
+        &self,
+        composed: &Option<Body>,
+        neutral: &Body,
+        skip: Option<&PresentityUri>,
+    ) {
+        for w in self.presence.values() {
+            if skip == Some(&w.uri) || !matches!(w.status, WatcherStatus::Active) {
+                continue;
+            }
+            let body = if w.neutral {
+                Some(neutral.clone())
+            } else {
+                composed.clone()
+            };
+            w.addr.do_send(StateChanged {
+                body,
+                partial: None,
+            });
+        }
+    }
+
+    /// Re-sends the current state to every watcher (`presence.refreshWatchers`).
+    pub(crate) fn refresh_all(&self, composed: &Option<Body>, neutral: &Body) -> usize {
+        self.fan_out(composed, neutral, None);
+        self.presence.len()
+    }
+
+    /// Applies new authorization decisions; notifies only the watchers whose status changed
+    /// and reports them to the winfo subscribers. Returns how many changed.
+    pub(crate) fn reevaluate(
+        &mut self,
+        decide: impl Fn(&PresentityUri) -> Decision,
+        composed: &Option<Body>,
+        neutral: &Body,
+        now: Timestamp,
+        resource: &PresentityUri,
+    ) -> usize {
+        let mut changes = Vec::new();
+        for (tag, w) in self.presence.iter_mut() {
+            let d = decide(&w.uri);
+            if d.status == w.status && d.neutral_body == w.neutral {
+                continue;
+            }
+            w.last_event = match (&w.status, &d.status) {
+                (_, WatcherStatus::Terminated { .. }) => "rejected",
+                (WatcherStatus::Pending | WatcherStatus::Waiting, WatcherStatus::Active) => {
+                    "approved"
+                }
+                _ => "subscribe",
+            };
+            w.status = d.status.clone();
+            w.neutral = d.neutral_body;
+            let body = match (&d.status, d.neutral_body) {
+                (WatcherStatus::Active, true) => Some(neutral.clone()),
+                (WatcherStatus::Active, false) => composed.clone(),
+                _ => None,
+            };
+            w.addr.do_send(SetStatus {
+                status: d.status.sub_status(),
+                reason: d.status.reason().map(str::to_string),
+                body,
+            });
+            changes.push(winfo_entry(tag, w, now));
+        }
+        let n = changes.len();
+        if n > 0 {
+            self.report(now, resource, changes);
+        }
+        n
+    }
+
+    /// The URIs of the state watchers (each once).
+    pub(crate) fn uris(&self) -> Vec<PresentityUri> {
+        let mut v: Vec<PresentityUri> = self.presence.values().map(|w| w.uri.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// (tag, uri, status) of every watcher, for listings.
+    pub(crate) fn list(&self) -> Vec<(String, String, &'static str)> {
+        self.presence
+            .iter()
+            .map(|(t, w)| (t.clone(), w.uri.to_string(), w.status.as_str()))
+            .collect()
+    }
+
+    /// The full watcher-info document.
+    pub(crate) fn winfo_full(&self, now: Timestamp, resource: &PresentityUri) -> Body {
+        let all: Vec<WinfoWatcher> = self
+            .presence
+            .iter()
+            .map(|(t, w)| winfo_entry(t, w, now))
+            .collect();
+        document(resource.as_str(), "presence", DocState::Full, &all)
+    }
+
+    fn report(&self, now: Timestamp, resource: &PresentityUri, changes: Vec<WinfoWatcher>) {
+        if self.winfo.is_empty() {
+            return;
+        }
+        let full = self.winfo_full(now, resource);
+        let partial = document(resource.as_str(), "presence", DocState::Partial, &changes);
+        for addr in self.winfo.values() {
+            addr.do_send(StateChanged {
+                body: Some(full.clone()),
+                partial: Some(partial.clone()),
+            });
+        }
+    }
+}
+
+/// The neutral document of a polite-blocked watcher (RFC 5025 §3.2.1).
+pub(crate) fn neutral_body(presentity: &PresentityUri) -> Body {
+    Body::new("application/pidf+xml", neutral_pidf(presentity.as_str()))
+}
+
+/// The initial [`SubStatus`] and reason of a new dialog from a decision.
+pub(crate) fn initial_status(d: &Decision) -> (SubStatus, Option<String>) {
+    (d.status.sub_status(), d.status.reason().map(str::to_string))
+}
+
+fn winfo_entry(tag: &str, w: &Watcher, now: Timestamp) -> WinfoWatcher {
+    let terminated = matches!(w.status, WatcherStatus::Terminated { .. });
+    WinfoWatcher {
+        id: tag.to_string(),
+        uri: w.uri.to_string(),
+        status: w.status.as_str(),
+        event: w.last_event,
+        duration_subscribed: now.0.saturating_sub(w.since.0) / 1000,
+        expiration: (!terminated).then(|| now.secs_until(w.expires_at)),
+    }
+}
