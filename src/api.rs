@@ -11,6 +11,7 @@ use actix::prelude::*;
 
 use crate::actors::inspect::*;
 use crate::actors::presentity::control::{AuthStatus, GetRules, SetRules, UpdateWatchers};
+use crate::actors::replication::{ClusterView, GetClusterView, ReplicationActor};
 use crate::actors::router::shard_of_presentity;
 use crate::actors::shard::{Shard, ToPresentity};
 use crate::ids::{EventKey, NodeId, PresentityUri, UriMatch};
@@ -25,6 +26,7 @@ pub struct NodeApi {
 
 struct Inner {
     shards: Vec<Addr<Shard>>,
+    cluster: Option<Addr<ReplicationActor>>,
     uri_match: UriMatch,
     node_id: NodeId,
     packages: PackageRegistry,
@@ -45,21 +47,34 @@ pub enum ApiError {
 }
 
 impl NodeApi {
-    /// A handle over `shards` (index = shard number).
+    /// A handle over `shards` (index = shard number) and the replication actor, if any.
     pub fn new(
         shards: Vec<Addr<Shard>>,
         uri_match: UriMatch,
         node_id: NodeId,
         packages: PackageRegistry,
+        cluster: Option<Addr<ReplicationActor>>,
     ) -> Self {
         NodeApi {
             inner: Arc::new(Inner {
                 shards,
+                cluster,
                 uri_match,
                 node_id,
                 packages,
             }),
         }
+    }
+
+    /// The cluster view (`None` when the cluster is not enabled).
+    pub async fn cluster(&self) -> Result<Option<ClusterView>, ApiError> {
+        let Some(r) = &self.inner.cluster else {
+            return Ok(None);
+        };
+        r.send(GetClusterView)
+            .await
+            .map(Some)
+            .map_err(|_| ApiError::Unavailable)
     }
 
     /// This node's id.

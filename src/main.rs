@@ -43,10 +43,55 @@ enum Command {
         /// Its parameters, in Kamailio's order.
         args: Vec<String>,
     },
+    /// Create the certificates of the cluster's mutual TLS.
+    Cert {
+        #[command(subcommand)]
+        action: CertCmd,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum CertCmd {
+    /// Create the cluster CA: DIR/ca.crt and DIR/ca.key (never overwrites).
+    CreateCa {
+        /// Where to write the files.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Create DIR/ID.crt and DIR/ID.key for node ID, signed by DIR/ca.crt + DIR/ca.key.
+    CreateNode {
+        /// Where the CA is and the files go.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The node id (`[node] id`), which the certificate names.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.command {
+        Some(Command::Cert { action }) => {
+            let made = match action {
+                CertCmd::CreateCa { dir } => presenced::cluster::certs::create_ca(&dir),
+                CertCmd::CreateNode { dir, id } => {
+                    presenced::cluster::certs::create_node(&dir, &id)
+                }
+            };
+            return match made {
+                Ok(f) => {
+                    println!("wrote {} and {}", f.cert.display(), f.key.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("presenced cert: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        _ => cli,
+    };
     if let Some(Command::Ctl {
         url,
         token,

@@ -15,10 +15,12 @@ use tokio::sync::watch;
 
 use crate::actors::context::{NodeCtx, PublishRules};
 use crate::actors::persist::Persistence;
+use crate::actors::replication::{Leave, ReplicationActor, StartLink};
 use crate::actors::router::Router;
 use crate::actors::shard::Shard;
 use crate::admin::AdminServer;
 use crate::api::NodeApi;
+use crate::cluster::link::LinkConfig;
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::presence::expires::{ExpiresRules, MinExpiresAction};
@@ -59,6 +61,9 @@ pub enum StartError {
     /// No listener configured.
     #[error("no usable [sip] listen address")]
     NoListener,
+    /// The cluster could not be joined (certificates, QUIC bind).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The store cannot be opened.
     #[error("{0}")]
     Store(#[from] crate::store::sled::OpenError),
@@ -80,6 +85,7 @@ pub struct NodeHandle {
     /// The node's metrics (embedders may register their own counters' values here).
     pub metrics: Arc<Metrics>,
     admin: Option<AdminServer>,
+    replication: Option<Addr<ReplicationActor>>,
     shutdown: watch::Sender<bool>,
     arbiters: Vec<Arbiter>,
     persist: Persistence,
@@ -90,6 +96,10 @@ impl NodeHandle {
     pub async fn shutdown(self, grace: Duration) {
         if let Some(a) = self.admin {
             a.stop().await;
+        }
+        if let Some(r) = &self.replication {
+            // Leave politely: peers see the connection close at once, not after a timeout.
+            let _ = r.send(Leave).await;
         }
         let _ = self.shutdown.send(true);
         tokio::time::sleep(grace.min(Duration::from_secs(5))).await;
@@ -196,6 +206,21 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
 
     let timers = Timers::default();
     let metrics = Arc::new(Metrics::new());
+    // The cluster: certificates are loaded now so a bad file stops the start early; the
+    // link itself starts once the shards exist.
+    let cluster = match cfg.cluster_enabled() {
+        true => {
+            crate::cluster::tls::install_crypto_provider();
+            let link = LinkConfig::from_cluster(&cfg.cluster)
+                .map_err(|e| StartError::Cluster(e.to_string()))?;
+            let hold = Duration::from_secs(u64::from(p.max_expires));
+            Some((
+                ReplicationActor::new(cfg.node.id.clone(), hold).start(),
+                link,
+            ))
+        }
+        false => None,
+    };
     let ctx = Arc::new(NodeCtx {
         node_id: cfg.node.id.clone(),
         packages,
@@ -239,6 +264,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         cseq_may_lag: p.subs_db_mode == config::SubsDbMode::WriteBack,
         policy: cfg.authorization.default_policy.into(),
         sphere_check: p.enable_sphere_check,
+        replication: cluster.as_ref().map(|(a, _)| a.clone().recipient()),
         metrics: metrics.clone(),
     });
 
@@ -259,6 +285,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         p.sip_uri_match,
         cfg.node.id.clone(),
         ctx.packages.clone(),
+        cluster.as_ref().map(|(a, _)| a.clone()),
     );
     let router: Arc<dyn Dispatch> = Arc::new(Router::new(
         shards,
@@ -268,6 +295,22 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
     ));
     tcp.set_dispatch(router.clone());
     crate::restore::restore(cfg, &persist, &api_shards)?;
+    let replication = match cluster {
+        Some((actor, config)) => {
+            let start = StartLink {
+                shards: api_shards.clone(),
+                config,
+            };
+            let bound = actor
+                .send(start)
+                .await
+                .map_err(|e| StartError::Cluster(e.to_string()))?
+                .map_err(StartError::Cluster)?;
+            tracing::info!(quic = %bound, peers = ?cfg.cluster.peers, "cluster replication started");
+            Some(actor)
+        }
+        None => None,
+    };
     spawn_store_timers(cfg, &persist, &metrics, shutdown_rx.clone());
     let admin = match admin_listener {
         Some(l) => {
@@ -318,6 +361,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         admin_addr: admin.as_ref().map(AdminServer::addr),
         metrics,
         admin,
+        replication,
         shutdown,
         arbiters,
         persist,

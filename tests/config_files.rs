@@ -82,12 +82,7 @@ fn cluster_configs_form_one_cluster() {
             .collect();
         peers.sort();
         assert_eq!(peers, others);
-        // Only the cluster itself is missing from this build.
-        let unsupported = cfg.unsupported();
-        assert_eq!(unsupported.len(), 1, "{unsupported:?}");
-        assert!(
-            unsupported[0].starts_with("[cluster] enabled"),
-            "{unsupported:?}"
-        );
+        assert!(cfg.cluster_enabled());
+        assert_eq!(cfg.unsupported(), Vec::<String>::new());
     }
 }

@@ -61,6 +61,8 @@ pub struct NodeCtx {
     pub policy: crate::presence::authz::Policy,
     /// `enable_sphere_check`.
     pub sphere_check: bool,
+    /// The replication actor, when the cluster is enabled.
+    pub replication: Option<actix::Recipient<super::replication::LocalPublication>>,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }

@@ -240,3 +240,16 @@ pub struct AddRestored(pub Vec<crate::presence::publication::Publication>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RestoreWatch(pub DialogState);
+
+/// A publication change from a peer (replication → shard → presentity actor): remove the
+/// publication `old_etag` named, install `publication`. Never replicated again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyReplicated {
+    /// Presentity, event and lineage.
+    pub key: crate::cluster::merge::PubKey,
+    /// The ETag the lineage had here before, if any.
+    pub old_etag: Option<crate::ids::ETag>,
+    /// The winning state (`None`: removed).
+    pub publication: Option<crate::presence::publication::Publication>,
+}

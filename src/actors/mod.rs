@@ -44,6 +44,7 @@ pub mod inspect;
 pub mod messages;
 pub mod persist;
 pub mod presentity;
+pub mod replication;
 pub mod router;
 pub mod shard;
 pub mod subscription;

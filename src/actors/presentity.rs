@@ -2,6 +2,7 @@
 //! ([`Presentity`]), the composed document, and its local subscriptions; fans every change
 //! out to them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod control;
@@ -14,10 +15,12 @@ use super::inspect::{
     Sweep,
 };
 use super::messages::*;
+use super::replication::LocalPublication;
 use super::shard::Shard;
 use super::subscription::SubscriptionActor;
 use super::watchers::{initial_status, neutral_body, Watcher, Watchers};
 use crate::clock::{self, Timestamp};
+use crate::cluster::merge::{PubId, PubKey};
 use crate::ids::{ETag, EventKey, PresentityUri};
 use crate::presence::authz::{self, sphere_of, Decision, RuleSet, WatcherStatus};
 use crate::presence::package::{Body, EventPackage};
@@ -41,6 +44,9 @@ pub struct PresentityActor {
     /// The authorization rule document, loaded from the store on first use.
     rules: Option<(Bytes, RuleSet)>,
     rules_loaded: bool,
+    /// Current ETag → replication lineage (the ETag of the initial PUBLISH): refreshes and
+    /// modifications mint new ETags but stay one replicated publication.
+    lineage: HashMap<ETag, PubId>,
     /// Shard messages handled (see the Idle protocol in [`crate::actors`]).
     handled: u64,
     timer: Option<(Timestamp, SpawnHandle)>,
@@ -74,6 +80,7 @@ impl PresentityActor {
                 watchers: Watchers::default(),
                 rules: None,
                 rules_loaded: false,
+                lineage: HashMap::new(),
                 handled: 0,
                 timer: None,
                 shard,
@@ -175,6 +182,39 @@ impl PresentityActor {
         }
     }
 
+    /// Tells the replication actor (cluster) what a local PUBLISH did to its lineage: the
+    /// publication now named `etag`, or its removal.
+    fn replicate(&mut self, if_match: Option<&ETag>, etag: &ETag) {
+        let lineage = match if_match {
+            Some(old) => self
+                .lineage
+                .remove(old)
+                .unwrap_or_else(|| PubId(old.clone())),
+            None => PubId(etag.clone()),
+        };
+        let current = self
+            .core
+            .publications()
+            .iter()
+            .find(|p| &p.etag == etag)
+            .cloned();
+        if current.is_some() {
+            self.lineage.insert(etag.clone(), lineage.clone());
+        }
+        let Some(replication) = &self.ctx.replication else {
+            return;
+        };
+        let key = PubKey {
+            uri: self.core.uri().clone(),
+            event: self.core.event().clone(),
+            id: lineage,
+        };
+        replication.do_send(LocalPublication {
+            key,
+            publication: current,
+        });
+    }
+
     /// Sends `resp` now, or — in write-through mode — once the change is on disk (a failed
     /// flush answers 500 + Retry-After instead: nothing unflushed is acknowledged).
     fn answer_when_durable(&self, reply: Reply, resp: OutResponse, ctx: &mut Context<Self>) {
@@ -204,6 +244,7 @@ impl PresentityActor {
             self.ctx
                 .persist
                 .delete_publication(self.core.uri(), self.core.event(), &p.etag);
+            self.lineage.remove(&p.etag);
         }
         tracing::debug!(presentity = %self.core.uri(), count = expired.len(), "publications expired");
         self.recompose();
@@ -225,6 +266,7 @@ impl Handler<Publish> for PresentityActor {
         self.handled += 1;
         let now = clock::now();
         let Publish { req, reply } = msg;
+        let if_match = req.if_match.clone();
         let input = PublishInput {
             if_match: req.if_match,
             expires: req.expires,
@@ -242,6 +284,7 @@ impl Handler<Publish> for PresentityActor {
         match self.core.publish(now, self.pkg.as_ref(), input, max) {
             Ok(out) => {
                 self.persist_changes(&before, &out.etag);
+                self.replicate(if_match.as_ref(), &out.etag);
                 let expires = out.expires.saturating_sub(self.ctx.publish.expires_offset);
                 let resp = reply
                     .response(200, "OK")
@@ -456,6 +499,39 @@ impl Handler<RestoreWatch> for PresentityActor {
                 last_event: "subscribe",
             };
             self.watchers.add(tag, w, now, self.core.uri());
+        }
+        self.after_message(ctx);
+    }
+}
+
+impl Handler<ApplyReplicated> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyReplicated, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        let (uri, event) = (self.core.uri().clone(), self.core.event().clone());
+        let mut changed = false;
+        if let Some(old) = &msg.old_etag {
+            if self.core.remove_etag(old).is_some() {
+                self.ctx.persist.delete_publication(&uri, &event, old);
+                changed = true;
+            }
+            self.lineage.remove(old);
+        }
+        if let Some(p) = msg.publication {
+            if p.expires_at > clock::now() {
+                self.core.remove_etag(&p.etag);
+                self.ctx.persist.put_publication(&uri, &event, &p);
+                self.lineage.insert(p.etag.clone(), msg.key.id.clone());
+                self.core.insert_restored(p);
+                changed = true;
+            }
+        }
+        if changed {
+            // A peer's change notifies the local watchers at once (and is not replicated
+            // again: only local PUBLISHes are).
+            self.recompose();
+            self.fan_out(None);
         }
         self.after_message(ctx);
     }

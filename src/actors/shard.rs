@@ -631,3 +631,15 @@ where
         Box::pin(async move { addr?.send(m.msg).timeout(SNAPSHOT_TIMEOUT).await.ok() })
     }
 }
+
+impl Handler<ApplyReplicated> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyReplicated, _: &mut Context<Self>) {
+        let key = (msg.key.uri.clone(), msg.key.event.clone());
+        if let Some(addr) = self.presentity_for_restore(key) {
+            // Replication is bounded by the peers' state and must not be refused.
+            addr.do_send(msg);
+        }
+    }
+}

@@ -76,16 +76,24 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(m.encode())
 }
 
-/// `GET /debug/cluster`: this build has no cluster layer yet.
+/// `GET /debug/cluster`: this node, its peers (state, RTT, last contact, frames in/out,
+/// records applied, last in-sync exchange) and the replicated view's size.
 pub(crate) async fn cluster(state: web::Data<AppState>) -> HttpResponse {
-    json(
-        StatusCode::OK,
-        &json!({
-            "node": state.api.node_id().to_string(),
-            "enabled": false,
-            "peers": [],
-        }),
-    )
+    match state.api.cluster().await {
+        Ok(Some(view)) => json(StatusCode::OK, &json!(view)),
+        Ok(None) => json(
+            StatusCode::OK,
+            &json!({
+                "node": state.api.node_id().to_string(),
+                "enabled": false,
+                "peers": [],
+            }),
+        ),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": e.to_string()}),
+        ),
+    }
 }
 
 #[cfg(test)]

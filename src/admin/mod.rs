@@ -15,7 +15,7 @@
 //! | `GET /debug/presentities/{uri}/{event}` | one presentity (404 when it has no actor) |
 //! | `GET /debug/subscriptions[?presentity=&watcher=&event=&limit=&cursor=]` | paged subscription views (every `$subs(…)` attribute) |
 //! | `GET /debug/subscriptions/{id}` | one subscription by our tag (the To-tag of its 2xx) |
-//! | `GET /debug/cluster` | this node and its peers (`"enabled": false` in this build) |
+//! | `GET /debug/cluster` | this node and its peers: state, RTT, last contact, frames, records applied, last in-sync exchange |
 //! | `POST /rpc` | JSON-RPC 2.0 ([`rpc`]); methods in [`rpc_methods`] |
 //!
 //! Invariants:

@@ -30,21 +30,6 @@ pub(super) fn unsupported(cfg: &Config) -> Vec<String> {
             p.notifier_processes
         ));
     }
-    // Lands with cluster/ (QUIC replication).
-    if cfg.cluster.enabled {
-        out.push(
-            "[cluster] enabled = true: clustering is not implemented in this build yet; set \
-             enabled = false"
-                .to_string(),
-        );
-    }
-    if p.enable_dmq {
-        out.push(
-            "[presence] enable_dmq = 1: clustering is not implemented in this build yet; set \
-             enable_dmq = 0"
-                .to_string(),
-        );
-    }
     out
 }
 
@@ -97,9 +82,6 @@ mod tests {
         assert!(l.is_empty(), "every policy is implemented: {l:?}");
         let certs = "ca_cert = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n";
         let l = list(&format!("{MEMORY}enable_dmq = 1\n[cluster]\n{certs}"));
-        assert_eq!(l.len(), 1);
-        assert!(l[0].starts_with("[presence] enable_dmq = 1"), "{l:?}");
-        let l = list(&format!("{MEMORY}[cluster]\nenabled = true\n{certs}"));
-        assert!(l[0].starts_with("[cluster] enabled = true"), "{l:?}");
+        assert!(l.is_empty(), "the cluster is implemented: {l:?}");
     }
 }
