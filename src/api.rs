@@ -1,6 +1,15 @@
 //! [`NodeApi`]: the handle through which the admin endpoint and embedding programs query and
-//! steer a running node (the part of Kamailio's `presence_api_t` / RPCs that needs live
-//! state: `get_presentity`, `has_subscribers`, `refreshWatchers`, `cleanup`, listings).
+//! steer a running node — Kamailio's `presence_api_t` as Rust:
+//!
+//! | Kamailio | here |
+//! |---|---|
+//! | `add_event` | [`crate::presence::package::PackageRegistry::add`] before [`crate::node::start_with`] |
+//! | `contains_event` / `get_event_list` | [`NodeApi::contains_event`] / [`NodeApi::event_list`] |
+//! | `update_watchers_status` | [`NodeApi::update_watchers`] (after [`NodeApi::set_rules`]) |
+//! | `get_sphere` | [`NodeApi::sphere`] |
+//! | `get_presentity` | [`NodeApi::composed`] |
+//! | `pres_has_subscribers` / `pres_auth_status` | [`NodeApi::has_subscribers`] / [`NodeApi::auth_status`] |
+//! | RPCs `refreshWatchers`, `cleanup` | [`NodeApi::refresh_watchers`], [`NodeApi::cleanup`] |
 //!
 //! Every call is a message to the shards (never a shared lock); each actor answers within
 //! [`crate::actors::inspect::SNAPSHOT_TIMEOUT`] or is reported busy.
@@ -85,6 +94,18 @@ impl NodeApi {
     /// The registered event packages (for Allow-Events).
     pub fn event_list(&self) -> Vec<String> {
         self.inner.packages.event_list()
+    }
+
+    /// Whether `event` is a registered package (Kamailio's `contains_event`).
+    pub fn contains_event(&self, event: &str) -> bool {
+        self.inner.packages.contains(&EventKey::new(event))
+    }
+
+    /// The RPID sphere of a presentity's composed presence document (Kamailio's
+    /// `get_sphere`), `None` without state or sphere.
+    pub async fn sphere(&self, uri: &PresentityUri) -> Result<Option<String>, ApiError> {
+        let doc = self.composed(uri, &EventKey::new("presence")).await?;
+        Ok(doc.and_then(|d| crate::presence::authz::sphere_of(d.as_bytes())))
     }
 
     /// Parses and normalises a presentity URI as the node does.
