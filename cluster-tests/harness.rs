@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::binary::free_port;
+use crate::common::binary::{free_port, free_udp_port};
 use crate::common::{request, UdpClient, WAIT};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_presenced");
@@ -56,6 +56,8 @@ pub struct NodeSpec {
     pub peers: Vec<SocketAddr>,
     pub certs: PathBuf,
     pub data: PathBuf,
+    /// `[cluster] takeover_grace`, seconds.
+    pub takeover_grace: u64,
 }
 
 impl NodeSpec {
@@ -70,6 +72,7 @@ impl NodeSpec {
             peers: Vec::new(),
             certs: certs.to_path_buf(),
             data: data_root.join(id),
+            takeover_grace: 30,
         }
     }
 
@@ -89,7 +92,7 @@ impl NodeSpec {
              [sip]\nlisten = [\"udp:127.0.0.1:{sip}\", \"tcp:127.0.0.1:{sip}\"]\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\n\
              [cluster]\nenabled = true\nlisten = \"127.0.0.1:{quic}\"\nadvertise = \"{adv}\"\n\
-             peers = [{peers}]\nca_cert = \"{c}/ca.crt\"\ncert = \"{c}/{id}.crt\"\nkey = \"{c}/{id}.key\"\n{extra}\n",
+             peers = [{peers}]\ntakeover_grace = {grace}\nca_cert = \"{c}/ca.crt\"\ncert = \"{c}/{id}.crt\"\nkey = \"{c}/{id}.key\"\n{extra}\n",
             id = self.id,
             data = self.data.display(),
             sip = self.sip,
@@ -97,16 +100,9 @@ impl NodeSpec {
             quic = self.quic,
             adv = self.advertise,
             peers = peers.join(", "),
+            grace = self.takeover_grace,
         )
     }
-}
-
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running node process.

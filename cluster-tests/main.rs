@@ -24,6 +24,10 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Self::start_with(n, 30)
+    }
+
+    fn start_with(n: usize, takeover_grace: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         let ids: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
@@ -35,6 +39,7 @@ impl Cluster {
             .collect();
         let relays: Vec<Relay> = specs.iter().map(|s| Relay::start(s.quic_addr())).collect();
         for i in 0..n {
+            specs[i].takeover_grace = takeover_grace;
             specs[i].advertise = relays[i].addr;
             specs[i].peers = (0..n).filter(|j| *j != i).map(|j| relays[j].addr).collect();
         }
@@ -240,7 +245,7 @@ fn an_etag_minted_by_one_node_refreshes_and_removes_on_the_others() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eventually(cl.sip(0), ALICE, WAIT, |b| !b.contains("phone"));
+    eventually(cl.sip(0), ALICE, WAIT * 3, |b| !b.contains("phone"));
 }
 
 #[test]
@@ -340,4 +345,96 @@ fn a_node_with_a_foreign_certificate_cannot_join() {
     assert_eq!(cl.node(0).peers_up(), vec!["node-2".to_string()]);
     assert!(intruder.peers_up().is_empty());
     assert!(!fetch(&mut UdpClient::new(cl.sip(0)), ALICE, "f").contains("intruder"));
+}
+
+#[test]
+fn a_surviving_node_takes_over_the_dialogs_of_a_dead_one() {
+    let mut cl = Cluster::start_with(3, 2);
+    let mut w = UdpClient::new(cl.sip(0));
+    w.send(&subscribe(ALICE, w.port(), "tk", 1, "Expires: 600\r\n"));
+    assert_eq!(w.response("tk", "SUBSCRIBE").status, 200);
+    let mut last = w.notify("tk").cseq.seq;
+    let mut p = UdpClient::new(cl.sip(1));
+    p.send(&publish(
+        ALICE,
+        p.port(),
+        "tk-p",
+        1,
+        "Expires: 600\r\n",
+        &pidf(ALICE, "before", "open"),
+    ));
+    assert_eq!(p.response("tk-p", "PUBLISH").status, 200);
+    let n = w.notify("tk");
+    assert!(n.cseq.seq > last);
+    last = n.cseq.seq;
+    // The dialog's record reaches the other nodes before node 1 dies.
+    let deadline = Instant::now() + WAIT;
+    while cl.node(1).get("/debug/cluster")["subscriptions"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the subscription was not replicated"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    cl.nodes[0].take().unwrap().kill9();
+    // Down after ~3 s, taken over after the 2 s grace: the new owner NOTIFYs at once.
+    let n = w.try_notify("tk", WAIT * 2).unwrap_or_else(|| {
+        panic!(
+            "no NOTIFY from a node taking over; views: {} / {}",
+            cl.node(1).get("/debug/cluster"),
+            cl.node(2).get("/debug/cluster")
+        )
+    });
+    assert!(
+        n.cseq.seq > last,
+        "CSeq continues: {} after {last}",
+        n.cseq.seq
+    );
+    last = n.cseq.seq;
+    let owner_port = n.vias[0].port;
+    assert_ne!(owner_port, Some(cl.specs[0].sip), "not from the dead node");
+    assert!(
+        n.contact
+            .as_ref()
+            .is_some_and(|c| !c.uri.contains(&cl.specs[0].sip.to_string())),
+        "Contact moves to the new owner"
+    );
+
+    // New state published anywhere reaches the watcher from the new owner, exactly once.
+    p.send(&publish(
+        ALICE,
+        p.port(),
+        "tk-p2",
+        1,
+        "Expires: 600\r\n",
+        &pidf(ALICE, "after", "open"),
+    ));
+    assert_eq!(p.response("tk-p2", "PUBLISH").status, 200);
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let n = w.notify("tk");
+        assert_eq!(n.vias[0].port, owner_port, "one node notifies the dialog");
+        assert!(n.cseq.seq > last, "CSeq strictly increasing");
+        last = n.cseq.seq;
+        seen.push(n.cseq.seq);
+        if String::from_utf8_lossy(&n.body).contains("id=\"after\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new state never arrived");
+    }
+    let extra = w.drain(Duration::from_millis(1500));
+    assert!(
+        !extra.iter().any(|m| matches!(m, presenced::sip::Message::Request(r) if String::from_utf8_lossy(&r.body).contains("after"))),
+        "a second NOTIFY of the same change (two owners?)"
+    );
+    let taken: u64 = (1..3)
+        .map(|i| {
+            cl.node(i).get("/debug/cluster")["takeovers"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(taken, 1, "exactly one surviving node took the dialog over");
 }

@@ -214,10 +214,9 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
             let link = LinkConfig::from_cluster(&cfg.cluster)
                 .map_err(|e| StartError::Cluster(e.to_string()))?;
             let hold = Duration::from_secs(u64::from(p.max_expires));
-            Some((
-                ReplicationActor::new(cfg.node.id.clone(), hold).start(),
-                link,
-            ))
+            let grace = Duration::from_secs(cfg.cluster.takeover_grace);
+            let actor = ReplicationActor::new(cfg.node.id.clone(), hold, grace).start();
+            Some((actor, link))
         }
         false => None,
     };
@@ -264,7 +263,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         cseq_may_lag: p.subs_db_mode == config::SubsDbMode::WriteBack,
         policy: cfg.authorization.default_policy.into(),
         sphere_check: p.enable_sphere_check,
-        replication: cluster.as_ref().map(|(a, _)| a.clone().recipient()),
+        replication: cluster.as_ref().map(|(a, _)| a.clone()),
         metrics: metrics.clone(),
     });
 
@@ -300,6 +299,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
             let start = StartLink {
                 shards: api_shards.clone(),
                 config,
+                server_address: ctx.server_address.clone(),
             };
             let bound = actor
                 .send(start)

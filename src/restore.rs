@@ -166,7 +166,7 @@ fn restore_subscriptions(
                 out.dropped += 1;
                 continue;
             }
-            shards[idx].do_send(RestoreDialog(d));
+            shards[idx].do_send(RestoreDialog(d, false));
             out.subscriptions += 1;
         }
         log_progress("subscriptions", out.subscriptions);

@@ -62,7 +62,7 @@ pub struct NodeCtx {
     /// `enable_sphere_check`.
     pub sphere_check: bool,
     /// The replication actor, when the cluster is enabled.
-    pub replication: Option<actix::Recipient<super::replication::LocalPublication>>,
+    pub replication: Option<actix::Addr<super::replication::ReplicationActor>>,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }

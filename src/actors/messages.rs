@@ -226,20 +226,31 @@ pub struct RestorePresentity {
     pub pubs: Vec<crate::presence::publication::Publication>,
 }
 
-/// A subscription read from the store at start (to its presentity's shard).
+/// A subscription read from the store at start, or taken over from a node that is gone
+/// (`takeover`: notify the watcher at once), for its presentity's shard.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct RestoreDialog(pub DialogState);
+pub struct RestoreDialog(pub DialogState, pub bool);
+
+/// Another node owns this dialog now: stop notifying it, without a NOTIFY and without
+/// replicating a removal.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disown {
+    /// Our tag of the dialog.
+    pub tag: String,
+}
 
 /// Restored publications (shard → presentity actor).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddRestored(pub Vec<crate::presence::publication::Publication>);
 
-/// A restored subscription (shard → presentity actor, which starts its actor).
+/// A restored (or taken-over, second field) subscription (shard → presentity actor, which
+/// starts its actor).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct RestoreWatch(pub DialogState);
+pub struct RestoreWatch(pub DialogState, pub bool);
 
 /// A publication change from a peer (replication → shard → presentity actor): remove the
 /// publication `old_etag` named, install `publication`. Never replicated again.

@@ -460,7 +460,7 @@ impl Handler<RestoreWatch> for PresentityActor {
     fn handle(&mut self, msg: RestoreWatch, ctx: &mut Context<Self>) {
         self.handled += 1;
         let now = clock::now();
-        let d = msg.0;
+        let (d, takeover) = (msg.0, msg.1);
         let tag = d.id.local_tag.clone();
         let winfo = &d.event != self.core.event();
         let status = match d.status {
@@ -485,6 +485,7 @@ impl Handler<RestoreWatch> for PresentityActor {
             self.shard.clone(),
             ctx.address(),
             self.ctx.clone(),
+            takeover,
         );
         if winfo {
             self.watchers.add_winfo(tag, addr);

@@ -21,17 +21,18 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Serialize;
 
-use super::messages::ApplyReplicated;
+use super::messages::{ApplyReplicated, Disown, RestoreDialog};
 use super::router::shard_of_presentity;
 use super::shard::Shard;
 use crate::clock;
+use crate::clock::Timestamp;
 use crate::cluster::hlc::HlcClock;
 use crate::cluster::link::{Link, LinkConfig, LinkEvent, LinkHandle, PeerInfo, PeerState};
-use crate::cluster::merge::{PubKey, State};
+use crate::cluster::merge::{OwnedDialog, PubKey, State};
 use crate::cluster::replica::{Applied, ReplicaSet};
 use crate::cluster::sync::{self, SyncLimits, SyncMsg};
 use crate::cluster::wire::{Frame, Member};
-use crate::ids::NodeId;
+use crate::ids::{DialogId, NodeId};
 use crate::presence::publication::Publication;
 
 /// How often digests are compared with every peer (anti-entropy).
@@ -47,6 +48,17 @@ pub struct LocalPublication {
     pub publication: Option<Publication>,
 }
 
+/// A subscription dialog changed on this node (its owner): replicate it so that another
+/// node can take it over if this one goes away (`live = false`: it ended).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LocalSubscription {
+    /// The dialog as stored.
+    pub dialog: crate::presence::subscription::DialogState,
+    /// Still running.
+    pub live: bool,
+}
+
 /// An event of the QUIC link.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -58,6 +70,8 @@ struct FromLink(LinkEvent);
 pub struct StartLink {
     /// The node's shards.
     pub shards: Vec<Addr<Shard>>,
+    /// Our Contact (`server_address`), set on dialogs taken over.
+    pub server_address: String,
     /// The link's configuration.
     pub config: LinkConfig,
 }
@@ -85,6 +99,12 @@ pub struct ClusterView {
     pub peers: Vec<PeerView>,
     /// Live publications in the replicated view.
     pub publications: usize,
+    /// Live subscription dialogs in the replicated view (all owners).
+    pub subscriptions: usize,
+    /// Of those, the dialogs this node notifies.
+    pub owned_here: usize,
+    /// Dialogs this node took over from nodes that were gone.
+    pub takeovers: u64,
     /// Records in the view (live and tombstones).
     pub records: usize,
     /// Records refused for clock skew since start.
@@ -122,22 +142,38 @@ struct PeerStats {
     last_in_sync: Option<u64>,
 }
 
+/// CSeq jump of a dialog taken over: NOTIFYs its old owner sent after its last replicated
+/// record are unknown here; a gap is allowed, a step back is not.
+const TAKEOVER_CSEQ_GAP: u32 = 1 << 16;
+
 /// The replication actor.
 pub struct ReplicationActor {
     node: NodeId,
     link: Option<LinkHandle>,
     pubs: ReplicaSet<PubKey, Publication>,
+    subs: ReplicaSet<DialogId, OwnedDialog>,
+    /// Peers currently down, and since when.
+    down_since: HashMap<NodeId, Timestamp>,
+    /// `[cluster] takeover_grace`.
+    grace: Duration,
+    takeovers: u64,
     clock: HlcClock,
     shards: Vec<Addr<Shard>>,
     limits: SyncLimits,
     stats: HashMap<NodeId, PeerStats>,
     refused_skew: u64,
+    /// Our Contact, set on dialogs taken over.
+    server_address: String,
 }
 
 impl ReplicationActor {
     /// A replication actor for `node`; tombstones are held `hold` (≥ `max_expires`).
-    pub fn new(node: NodeId, hold: Duration) -> Self {
+    pub fn new(node: NodeId, hold: Duration, grace: Duration) -> Self {
         ReplicationActor {
+            subs: ReplicaSet::new(hold),
+            down_since: HashMap::new(),
+            grace,
+            takeovers: 0,
             clock: HlcClock::new(node.clone(), HlcClock::DEFAULT_MAX_DRIFT),
             node,
             link: None,
@@ -146,6 +182,7 @@ impl ReplicationActor {
             limits: SyncLimits::default(),
             stats: HashMap::new(),
             refused_skew: 0,
+            server_address: String::new(),
         }
     }
 
@@ -159,6 +196,84 @@ impl ReplicationActor {
 
     fn start_sync(&self, peer: &NodeId) {
         self.send(peer, &Frame::Pub(sync::digest_request(&self.pubs)));
+        self.send(peer, &Frame::Sub(sync::digest_request(&self.subs)));
+    }
+
+    fn on_sub_msg(&mut self, peer: NodeId, msg: SyncMsg<DialogId, OwnedDialog>) {
+        let now = clock::now();
+        let handled = sync::handle(&mut self.subs, &mut self.clock, msg, now, self.limits);
+        for reply in handled.reply {
+            self.send(&peer, &Frame::Sub(reply));
+        }
+        for (_, applied) in handled.changes {
+            let Applied::Changed { new, .. } = applied else {
+                continue;
+            };
+            let theirs = new.state.live().is_some_and(|o| o.owner != self.node);
+            if theirs {
+                // Another node owns the dialog (its write is newer): if we still serve it —
+                // we took it over, or we restarted and restored it from our store — stop.
+                // (The shard ignores tags it does not hold.)
+                if let Some(o) = new.state.live() {
+                    let shard =
+                        &self.shards[shard_of_presentity(&o.dialog.presentity, self.shards.len())];
+                    shard.do_send(Disown {
+                        tag: o.dialog.id.local_tag.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Takes over the dialogs of peers down longer than the grace period, when this node is
+    /// the one the dialog's rendezvous hash picks among the nodes still up.
+    fn take_over(&mut self) {
+        let now = clock::now();
+        let gone: Vec<NodeId> = self
+            .down_since
+            .iter()
+            .filter(|(_, since)| since.until(now) >= self.grace)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if gone.is_empty() || self.shards.is_empty() {
+            return;
+        }
+        let mut candidates: Vec<NodeId> = self
+            .link
+            .as_ref()
+            .map(|l| {
+                l.peers()
+                    .into_iter()
+                    .filter(|p| p.state == PeerState::Up)
+                    .filter_map(|p| p.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        candidates.push(self.node.clone());
+        let orphans: Vec<(DialogId, OwnedDialog)> = self
+            .subs
+            .live()
+            .filter(|(_, o)| gone.contains(&o.owner))
+            .filter(|(k, _)| rendezvous(k, &candidates) == Some(&self.node))
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+        for (key, owned) in orphans {
+            let mut dialog = owned.dialog;
+            dialog.local_cseq = dialog.local_cseq.saturating_add(TAKEOVER_CSEQ_GAP);
+            dialog.local_contact.clone_from(&self.server_address);
+            let state = State::Live(OwnedDialog {
+                dialog: dialog.clone(),
+                owner: self.node.clone(),
+            });
+            let (record, _) = self.subs.write(key, state, &mut self.clock, now);
+            if let Some(link) = &self.link {
+                link.broadcast(&Frame::Sub(SyncMsg::Delta(vec![record])));
+            }
+            tracing::warn!(dialog = %dialog.id, from = %owned.owner, "cluster: taking over a subscription of a node that is gone");
+            self.takeovers += 1;
+            let shard = &self.shards[shard_of_presentity(&dialog.presentity, self.shards.len())];
+            shard.do_send(RestoreDialog(dialog, true));
+        }
     }
 
     fn on_pub_msg(&mut self, peer: NodeId, msg: SyncMsg<PubKey, Publication>) {
@@ -220,6 +335,10 @@ impl Actor for ReplicationActor {
         ctx.run_interval(Duration::from_secs(1), |this, _| {
             this.pubs.expire(clock::now());
         });
+        ctx.run_interval(Duration::from_secs(1), |this, _| {
+            this.subs.expire(clock::now());
+            this.take_over();
+        });
         ctx.run_interval(ANTI_ENTROPY_EVERY, |this, _| {
             let Some(link) = &this.link else { return };
             for p in link
@@ -240,6 +359,7 @@ impl Handler<StartLink> for ReplicationActor {
 
     fn handle(&mut self, msg: StartLink, ctx: &mut Context<Self>) -> Self::Result {
         self.shards = msg.shards;
+        self.server_address = msg.server_address;
         let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
         let link = Link::start(msg.config, self.node.clone(), tx).map_err(|e| e.to_string())?;
         let addr = link.local_addr();
@@ -263,12 +383,14 @@ impl Handler<FromLink> for ReplicationActor {
         match msg.0 {
             LinkEvent::Up { peer, addr } => {
                 tracing::info!(%peer, addr = ?addr, "cluster: peer up; synchronising");
+                self.down_since.remove(&peer);
                 let members = self.members();
                 self.send(&peer, &Frame::Members(members));
                 self.start_sync(&peer);
             }
             LinkEvent::Down { peer, reason } => {
                 tracing::warn!(%peer, %reason, "cluster: peer down");
+                self.down_since.entry(peer).or_insert_with(clock::now);
             }
             LinkEvent::Frame { peer, frame } => match frame {
                 Frame::Pub(m) => self.on_pub_msg(peer, m),
@@ -287,7 +409,8 @@ impl Handler<FromLink> for ReplicationActor {
                     }
                 }
                 Frame::Ping { nonce } => self.send(&peer, &Frame::Pong { nonce }),
-                Frame::Sub(_) | Frame::Pong { .. } | Frame::Hello(_) => {}
+                Frame::Sub(m) => self.on_sub_msg(peer, m),
+                Frame::Pong { .. } | Frame::Hello(_) => {}
             },
         }
     }
@@ -311,6 +434,35 @@ impl Handler<LocalPublication> for ReplicationActor {
         if matches!(applied, Applied::Changed { .. }) {
             if let Some(link) = &self.link {
                 link.broadcast(&Frame::Pub(SyncMsg::Delta(vec![record])));
+            }
+        }
+    }
+}
+
+impl Handler<LocalSubscription> for ReplicationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LocalSubscription, _: &mut Context<Self>) {
+        let now = clock::now();
+        let key = msg.dialog.id.clone();
+        let written = if msg.live {
+            let owned = OwnedDialog {
+                dialog: msg.dialog,
+                owner: self.node.clone(),
+            };
+            Some(
+                self.subs
+                    .write(key, State::Live(owned), &mut self.clock, now),
+            )
+        } else {
+            self.subs.remove(key, &mut self.clock, now)
+        };
+        let Some((record, applied)) = written else {
+            return;
+        };
+        if matches!(applied, Applied::Changed { .. }) {
+            if let Some(link) = &self.link {
+                link.broadcast(&Frame::Sub(SyncMsg::Delta(vec![record])));
             }
         }
     }
@@ -349,7 +501,14 @@ impl Handler<GetClusterView> for ReplicationActor {
             listen: self.link.as_ref().map(|l| l.local_addr().to_string()),
             peers,
             publications: self.pubs.live().count(),
-            records: self.pubs.len(),
+            subscriptions: self.subs.live().count(),
+            owned_here: self
+                .subs
+                .live()
+                .filter(|(_, o)| o.owner == self.node)
+                .count(),
+            takeovers: self.takeovers,
+            records: self.pubs.len() + self.subs.len(),
             refused_skew: self.refused_skew,
         })
     }
@@ -368,5 +527,48 @@ impl Handler<Leave> for ReplicationActor {
             }
             .into_actor(self),
         )
+    }
+}
+
+/// The node that owns `key` among `candidates`: highest hash of (dialog, node). Every node
+/// computes the same answer from the same set of nodes up.
+fn rendezvous<'a>(key: &DialogId, candidates: &'a [NodeId]) -> Option<&'a NodeId> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    candidates.iter().max_by_key(|n| {
+        let mut h = DefaultHasher::new();
+        (key, *n).hash(&mut h);
+        h.finish()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendezvous_is_deterministic_and_spreads_dialogs() {
+        let nodes: Vec<NodeId> = ["node-1", "node-2", "node-3"]
+            .iter()
+            .map(|n| NodeId::new(n))
+            .collect();
+        let mut wins = HashMap::new();
+        for i in 0..300 {
+            let key = DialogId {
+                call_id: format!("c{i}"),
+                remote_tag: "r".into(),
+                local_tag: format!("t{i}"),
+            };
+            let a = rendezvous(&key, &nodes).unwrap().clone();
+            let mut reversed = nodes.clone();
+            reversed.reverse();
+            assert_eq!(
+                rendezvous(&key, &reversed),
+                Some(&a),
+                "independent of order"
+            );
+            *wins.entry(a).or_insert(0) += 1;
+        }
+        assert_eq!(wins.len(), 3);
+        assert!(wins.values().all(|w| *w > 50), "{wins:?}");
     }
 }

@@ -582,8 +582,11 @@ impl Handler<RestoreDialog> for Shard {
 
     fn handle(&mut self, msg: RestoreDialog, _: &mut Context<Self>) {
         let key = actor_key(msg.0.presentity.clone(), &msg.0.event);
+        if self.dialogs.contains_key(&msg.0.id.local_tag) {
+            return; // already served here
+        }
         if let Some(addr) = self.presentity_for_restore(key) {
-            addr.do_send(RestoreWatch(msg.0));
+            addr.do_send(RestoreWatch(msg.0, msg.1));
         }
     }
 }
@@ -640,6 +643,16 @@ impl Handler<ApplyReplicated> for Shard {
         if let Some(addr) = self.presentity_for_restore(key) {
             // Replication is bounded by the peers' state and must not be refused.
             addr.do_send(msg);
+        }
+    }
+}
+
+impl Handler<Disown> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disown, _: &mut Context<Self>) {
+        if let Some(d) = self.dialogs.get(&msg.tag) {
+            d.addr.do_send(msg);
         }
     }
 }

@@ -10,6 +10,7 @@ use super::context::NodeCtx;
 use super::inspect::{SnapshotSubscription, SubscriptionView};
 use super::messages::*;
 use super::presentity::PresentityActor;
+use super::replication::LocalSubscription;
 use super::shard::Shard;
 use crate::clock::{self, Timestamp};
 use crate::ids::mint_branch;
@@ -31,6 +32,9 @@ pub struct SubscriptionActor {
     /// The 200 to the initial SUBSCRIBE, sent in `started` before the first NOTIFY.
     first_reply: Option<Reply>,
     first_effects: Vec<SubEffect>,
+    /// Restored as a takeover from a node that is gone: NOTIFY at once, which also moves the
+    /// watcher's remote target (our Contact) to this node.
+    takeover: bool,
     /// The NOTIFY in flight (for retransmission) and where it goes.
     in_flight: Option<(Target, Bytes)>,
     timer: Option<(Timestamp, SpawnHandle)>,
@@ -64,6 +68,7 @@ impl SubscriptionActor {
                 shard,
                 first_reply: Some(reply),
                 first_effects,
+                takeover: false,
                 in_flight: None,
                 timer: None,
                 gone: false,
@@ -81,6 +86,7 @@ impl SubscriptionActor {
         shard: Addr<Shard>,
         presentity: Addr<PresentityActor>,
         ctx: Arc<NodeCtx>,
+        takeover: bool,
     ) -> Addr<Self> {
         if ctx.cseq_may_lag {
             // Write-back: NOTIFYs sent after the last flush are not in the record. A gap is
@@ -99,6 +105,7 @@ impl SubscriptionActor {
                 shard,
                 first_reply: None,
                 first_effects: Vec::new(),
+                takeover,
                 in_flight: None,
                 timer: None,
                 gone: false,
@@ -141,7 +148,7 @@ impl SubscriptionActor {
         }
         if notified && !self.gone {
             // The new local CSeq (and version) must survive a restart.
-            self.ctx.persist.put_subscription(self.core.dialog());
+            self.record();
         }
         if self.core.dialog().status == SubStatus::Terminated {
             self.leave_presentity();
@@ -157,13 +164,38 @@ impl SubscriptionActor {
         self.in_flight = None;
         let d = self.core.dialog();
         tracing::debug!(presentity = %d.presentity, dialog = %d.id, reason = ?d.reason, "subscription removed");
-        self.ctx.persist.delete_subscription(d);
+        self.forget();
         self.leave_presentity();
         let d = self.core.dialog();
         self.shard.do_send(DialogGone {
             tag: d.id.local_tag.clone(),
             same_key: (d.presentity.clone(), d.id.call_id.clone()),
         });
+    }
+
+    /// Stores the dialog's state (CSeqs, expiry, status) and replicates it to the cluster,
+    /// so that a restart or another node (takeover) continues it.
+    fn record(&self) {
+        let d = self.core.dialog();
+        self.ctx.persist.put_subscription(d);
+        if let Some(r) = &self.ctx.replication {
+            r.do_send(LocalSubscription {
+                dialog: d.clone(),
+                live: true,
+            });
+        }
+    }
+
+    /// Forgets the dialog in the store and in the cluster.
+    fn forget(&self) {
+        let d = self.core.dialog();
+        self.ctx.persist.delete_subscription(d);
+        if let Some(r) = &self.ctx.replication {
+            r.do_send(LocalSubscription {
+                dialog: d.clone(),
+                live: false,
+            });
+        }
     }
 
     /// Tells the presentity this watcher is gone — as soon as the subscription is
@@ -303,11 +335,17 @@ impl Actor for SubscriptionActor {
             watcher: d.watcher.clone(),
         });
         if self.first_reply.is_none() {
-            self.rearm(ctx); // restored: nothing to answer, timers to re-arm
+            // Restored: nothing to answer, timers to re-arm — and after a takeover, a NOTIFY.
+            if self.takeover {
+                tracing::info!(dialog = %self.core.dialog().id, "subscription taken over; notifying the watcher");
+                let fx = self.core.resend(clock::now());
+                self.apply(fx, ctx);
+            }
+            self.rearm(ctx);
             return;
         }
         if self.core.dialog().status != SubStatus::Terminated {
-            self.ctx.persist.put_subscription(self.core.dialog());
+            self.record();
         }
         let Some(durable) = self.ctx.persist.durable() else {
             return self.first_answer(ctx);
@@ -355,7 +393,7 @@ impl Handler<Refresh> for SubscriptionActor {
                     .response(200, "OK")
                     .header("Expires", expires.to_string())
                     .header("Contact", format!("<{}>", self.ctx.server_address));
-                self.ctx.persist.put_subscription(self.core.dialog());
+                self.record();
                 self.presentity.do_send(WatcherRefreshed {
                     tag: self.core.dialog().id.local_tag.clone(),
                     expires_at: self.core.dialog().expires_at,
@@ -472,5 +510,27 @@ impl Handler<SetStatus> for SubscriptionActor {
             .core
             .set_status(clock::now(), msg.status, msg.reason.as_deref());
         self.apply(fx, ctx);
+    }
+}
+
+impl Handler<Disown> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Disown, ctx: &mut Context<Self>) {
+        if self.gone {
+            return;
+        }
+        tracing::info!(dialog = %self.core.dialog().id, "another node owns this subscription now; stopping here");
+        self.gone = true;
+        self.in_flight = None;
+        // Local store only: the cluster record belongs to the new owner.
+        self.ctx.persist.delete_subscription(self.core.dialog());
+        self.leave_presentity();
+        let d = self.core.dialog();
+        self.shard.do_send(DialogGone {
+            tag: d.id.local_tag.clone(),
+            same_key: (d.presentity.clone(), d.id.call_id.clone()),
+        });
+        self.rearm(ctx);
     }
 }

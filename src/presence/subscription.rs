@@ -238,6 +238,16 @@ impl Subscription {
         }
     }
 
+    /// Sends a NOTIFY with the current state now (a dialog taken over from another node: the
+    /// NOTIFY's Contact moves the watcher's remote target to this node, RFC 6665 §4.1.3).
+    pub fn resend(&mut self, now: Timestamp) -> Vec<SubEffect> {
+        let mut effects = Vec::new();
+        if self.dialog.status != SubStatus::Terminated {
+            self.notify_or_mark(now, &mut effects);
+        }
+        effects
+    }
+
     /// Sets the document without notifying (used right after [`Subscription::restore`]).
     pub fn set_body(&mut self, body: Option<Body>) {
         self.body = body;

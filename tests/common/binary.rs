@@ -19,10 +19,37 @@ pub fn free_port() -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port) {
             return port;
         }
     }
+}
+
+/// A UDP port free on 127.0.0.1 right now, never handed out before in this process.
+pub fn free_udp_port() -> u16 {
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if claim(port) {
+            return port;
+        }
+    }
+}
+
+/// Tests of one binary run in parallel and release the ports they probe before the node
+/// binds them: without this registry two tests could be handed the same port, and one
+/// would talk to the other's node.
+fn claim(port: u16) -> bool {
+    static CLAIMED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut c = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+    if c.contains(&port) {
+        return false;
+    }
+    c.push(port);
+    true
 }
 
 impl BinaryNode {
