@@ -23,6 +23,7 @@ use crate::actors::presentity::control::{AuthStatus, GetRules, SetRules, UpdateW
 use crate::actors::replication::{ClusterView, GetClusterView, ReplicationActor};
 use crate::actors::router::shard_of_presentity;
 use crate::actors::shard::{Shard, ToPresentity};
+use crate::events::{EventBus, PresenceEvent};
 use crate::ids::{EventKey, NodeId, PresentityUri, UriMatch};
 use crate::presence::authz::Decision;
 use crate::presence::package::PackageRegistry;
@@ -36,6 +37,7 @@ pub struct NodeApi {
 struct Inner {
     shards: Vec<Addr<Shard>>,
     cluster: Option<Addr<ReplicationActor>>,
+    events: EventBus,
     uri_match: UriMatch,
     node_id: NodeId,
     packages: PackageRegistry,
@@ -63,16 +65,24 @@ impl NodeApi {
         node_id: NodeId,
         packages: PackageRegistry,
         cluster: Option<Addr<ReplicationActor>>,
+        events: EventBus,
     ) -> Self {
         NodeApi {
             inner: Arc::new(Inner {
                 shards,
                 cluster,
+                events,
                 uri_match,
                 node_id,
                 packages,
             }),
         }
+    }
+
+    /// A live stream of what happens on the node (PUBLISH applied, NOTIFY sent and
+    /// answered, subscriptions created/refreshed/terminated).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<PresenceEvent>> {
+        self.inner.events.subscribe()
     }
 
     /// The cluster view (`None` when the cluster is not enabled).

@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod ctl;
+pub mod events;
 pub mod ids;
 pub mod metrics;
 pub mod node;

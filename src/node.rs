@@ -121,6 +121,23 @@ pub async fn start(cfg: &Config) -> Result<NodeHandle, StartError> {
 
 /// Starts a node with the given package registry (built-ins plus an embedder's own).
 pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeHandle, StartError> {
+    start_with_hooks(cfg, packages, Hooks::default()).await
+}
+
+/// What an embedder can plug into a node besides packages.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Called for every NOTIFY reply (`presence:notify-reply`); `true` ends the subscription.
+    pub notify_reply: Option<crate::events::NotifyReplyHook>,
+}
+
+/// Starts a node with packages and hooks.
+pub async fn start_with_hooks(
+    cfg: &Config,
+    packages: PackageRegistry,
+    hooks: Hooks,
+) -> Result<NodeHandle, StartError> {
+    let events = crate::events::EventBus::default();
     let unsupported = cfg.unsupported();
     if !unsupported.is_empty() {
         return Err(StartError::Unsupported(unsupported.join("; ")));
@@ -263,6 +280,8 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         cseq_may_lag: p.subs_db_mode == config::SubsDbMode::WriteBack,
         policy: cfg.authorization.default_policy.into(),
         sphere_check: p.enable_sphere_check,
+        events: events.clone(),
+        notify_reply_hook: hooks.notify_reply.clone(),
         replication: cluster.as_ref().map(|(a, _)| a.clone()),
         metrics: metrics.clone(),
     });
@@ -285,6 +304,7 @@ pub async fn start_with(cfg: &Config, packages: PackageRegistry) -> Result<NodeH
         cfg.node.id.clone(),
         ctx.packages.clone(),
         cluster.as_ref().map(|(a, _)| a.clone()),
+        events.clone(),
     );
     let router: Arc<dyn Dispatch> = Arc::new(Router::new(
         shards,

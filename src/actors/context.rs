@@ -61,6 +61,10 @@ pub struct NodeCtx {
     pub policy: crate::presence::authz::Policy,
     /// `enable_sphere_check`.
     pub sphere_check: bool,
+    /// What happened, for `/debug/events` and embedders.
+    pub events: crate::events::EventBus,
+    /// The embedder's `presence:notify-reply` hook.
+    pub notify_reply_hook: Option<crate::events::NotifyReplyHook>,
     /// The replication actor, when the cluster is enabled.
     pub replication: Option<actix::Addr<super::replication::ReplicationActor>>,
     /// Counters for `/metrics`.

@@ -283,6 +283,12 @@ impl Handler<Publish> for PresentityActor {
             .collect();
         match self.core.publish(now, self.pkg.as_ref(), input, max) {
             Ok(out) => {
+                self.ctx.events.emit(
+                    "publish",
+                    self.core.uri().as_str(),
+                    self.core.event().as_str(),
+                    serde_json::json!({"etag": out.etag.as_str(), "expires": out.expires, "changed": out.changed}),
+                );
                 self.persist_changes(&before, &out.etag);
                 self.replicate(if_match.as_ref(), &out.etag);
                 let expires = out.expires.saturating_sub(self.ctx.publish.expires_offset);

@@ -13,6 +13,7 @@ use super::presentity::PresentityActor;
 use super::replication::LocalSubscription;
 use super::shard::Shard;
 use crate::clock::{self, Timestamp};
+use crate::events::NotifyReplyInfo;
 use crate::ids::mint_branch;
 use crate::presence::package::Body;
 use crate::presence::subscription::{NotifySpec, SubEffect, SubStatus, Subscription};
@@ -118,6 +119,12 @@ impl SubscriptionActor {
     /// Answers the initial SUBSCRIBE (200) and sends the first NOTIFY.
     fn first_answer(&mut self, ctx: &mut Context<Self>) {
         let d = self.core.dialog();
+        self.ctx.events.emit(
+            "subscription-created",
+            d.presentity.as_str(),
+            d.event.as_str(),
+            serde_json::json!({"dialog": d.id.local_tag, "watcher": d.watcher.as_str(), "status": d.status.as_str()}),
+        );
         if let Some(reply) = self.first_reply.take() {
             let expires = clock::now().secs_until(d.expires_at);
             let resp = reply
@@ -206,6 +213,12 @@ impl SubscriptionActor {
         }
         self.left = true;
         let d = self.core.dialog();
+        self.ctx.events.emit(
+            "subscription-terminated",
+            d.presentity.as_str(),
+            d.event.as_str(),
+            serde_json::json!({"dialog": d.id.local_tag, "watcher": d.watcher.as_str(), "reason": d.reason}),
+        );
         self.presentity.do_send(Unwatch {
             tag: d.id.local_tag.clone(),
             reason: d.reason.clone(),
@@ -243,6 +256,12 @@ impl SubscriptionActor {
 
     fn send_notify(&mut self, spec: &NotifySpec) {
         let d = self.core.dialog();
+        self.ctx.events.emit(
+            "notify",
+            d.presentity.as_str(),
+            d.event.as_str(),
+            serde_json::json!({"dialog": d.id.local_tag, "cseq": spec.cseq, "state": spec.state.as_str(), "reason": spec.reason, "body": spec.body.is_some()}),
+        );
         let Some(target) = next_hop(d) else {
             tracing::info!(dialog = %d.id, contact = %d.contact, "NOTIFY not sent: unusable remote target");
             self.ctx.metrics.notify_failed("no_target");
@@ -394,6 +413,12 @@ impl Handler<Refresh> for SubscriptionActor {
                     .header("Expires", expires.to_string())
                     .header("Contact", format!("<{}>", self.ctx.server_address));
                 self.record();
+                self.ctx.events.emit(
+                    "subscription-refreshed",
+                    self.core.dialog().presentity.as_str(),
+                    self.core.dialog().event.as_str(),
+                    serde_json::json!({"dialog": self.core.dialog().id.local_tag, "expires": expires}),
+                );
                 self.presentity.do_send(WatcherRefreshed {
                     tag: self.core.dialog().id.local_tag.clone(),
                     expires_at: self.core.dialog().expires_at,
@@ -456,9 +481,30 @@ impl Handler<NotifyResponse> for SubscriptionActor {
         if msg.status >= 300 {
             self.ctx.metrics.notify_failed("rejected");
         }
-        let fx = self
+        let d = self.core.dialog();
+        self.ctx.events.emit(
+            "notify-reply",
+            d.presentity.as_str(),
+            d.event.as_str(),
+            serde_json::json!({"dialog": d.id.local_tag, "cseq": msg.cseq, "status": msg.status, "reason": msg.reason}),
+        );
+        let delete = self.ctx.notify_reply_hook.as_ref().is_some_and(|hook| {
+            hook(&NotifyReplyInfo {
+                presentity: d.presentity.to_string(),
+                watcher: d.watcher.to_string(),
+                event: d.event.to_string(),
+                dialog: d.id.local_tag.clone(),
+                status: msg.status,
+                reason: msg.reason.clone(),
+            })
+        });
+        let mut fx = self
             .core
             .on_notify_response(clock::now(), msg.cseq, msg.status, &msg.reason);
+        if delete && !fx.contains(&SubEffect::Remove) {
+            tracing::info!(dialog = %self.core.dialog().id, "subscription deleted by the notify-reply hook");
+            fx.push(SubEffect::Remove);
+        }
         if !self.core.notify_in_flight() {
             self.in_flight = None;
         }

@@ -15,6 +15,7 @@
 //! | `GET /debug/presentities/{uri}/{event}` | one presentity (404 when it has no actor) |
 //! | `GET /debug/subscriptions[?presentity=&watcher=&event=&limit=&cursor=]` | paged subscription views (every `$subs(…)` attribute) |
 //! | `GET /debug/subscriptions/{id}` | one subscription by our tag (the To-tag of its 2xx) |
+//! | `GET /debug/events[?presentity=]` | Server-Sent Events: PUBLISH applied, NOTIFY sent / answered, subscriptions created / refreshed / terminated |
 //! | `GET /debug/cluster` | this node and its peers: state, RTT, last contact, frames, records applied, last in-sync exchange |
 //! | `POST /rpc` | JSON-RPC 2.0 ([`rpc`]); methods in [`rpc_methods`] |
 //!
@@ -31,6 +32,7 @@
 //! * Handlers never block the thread they run on (they only await messages), and one
 //!   request waits for the node at most [`REQUEST_TIMEOUT`].
 
+mod events;
 mod health;
 mod inspect;
 mod page;
@@ -155,6 +157,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics))
         .route("/debug/cluster", web::get().to(health::cluster))
+        .route("/debug/events", web::get().to(events::events))
         .route("/debug/actors", web::get().to(inspect::actors))
         .route("/debug/presentities", web::get().to(inspect::presentities))
         .route(

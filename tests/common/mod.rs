@@ -28,6 +28,11 @@ pub struct TestNode {
 impl TestNode {
     /// A node with the default config plus `extra` TOML (e.g. a `[presence]` table).
     pub fn start(extra: &str) -> TestNode {
+        Self::start_with_hooks(extra, presenced::node::Hooks::default())
+    }
+
+    /// As [`TestNode::start`], with an embedder's hooks.
+    pub fn start_with_hooks(extra: &str, hooks: presenced::node::Hooks) -> TestNode {
         // `extra` may bring its own [sip] table (it must then list ephemeral ports too).
         let sip = if extra.contains("[sip]") {
             ""
@@ -52,7 +57,10 @@ impl TestNode {
         let thread = std::thread::spawn(move || {
             let sys = actix::System::new();
             sys.block_on(async move {
-                let node = presenced::node::start(&cfg).await.expect("node starts");
+                let packages = presenced::presence::package::PackageRegistry::with_builtin();
+                let node = presenced::node::start_with_hooks(&cfg, packages, hooks)
+                    .await
+                    .expect("node starts");
                 addr_tx
                     .send((
                         node.udp_addr.unwrap(),
