@@ -1,0 +1,125 @@
+//! The rate scenarios (offered-rate stepping) and the memory scenario (`hold`).
+//!
+//! Invariants: steps never overlap (each waits until all its transactions are resolved),
+//! a stepping run never starts a step that could overrun `--max-secs`, and `best_rate` is
+//! the highest step whose failures (timeouts + non-2xx) are below `--max-fail-pct`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::engine::{lock, Ctx};
+use crate::report::{pss_tree_kib, rss_kib, step_json, Report};
+use crate::{Args, Flow};
+
+/// Offered-rate stepping of `flow` against `server` (default `--server`).
+pub(crate) async fn stepping(
+    args: &Args,
+    server: Option<SocketAddr>,
+    flow: Flow,
+    rep: &mut Report,
+) -> Result<(), String> {
+    let server = server.unwrap_or(args.server);
+    let mut ctx = Ctx::new(server, args.sockets, flow, args.timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let (mut rate, mut fails, mut best, mut first_fail) = (args.start, 0u32, None, None);
+    let mut budget_hit = false;
+    loop {
+        if t0.elapsed().as_secs_f64() + args.step_secs + args.timeout + 1.0 > args.max_secs {
+            budget_hit = true;
+            break;
+        }
+        let idx = ctx.step(rate, args.step_secs, u64::MAX, &|id| id).await;
+        let pass = {
+            let mut st = lock(&ctx.st);
+            let s = &mut st.steps[idx];
+            eprintln!("step {}", step_json(s));
+            s.fail_pct() < args.max_fail_pct
+        };
+        if pass {
+            best = Some(idx);
+            fails = 0;
+        } else {
+            first_fail.get_or_insert(rate);
+            fails += 1;
+            if fails >= args.fail_steps {
+                break;
+            }
+        }
+        rate += args.step;
+        // Let the server drain its queues so one step's backlog does not bleed into the next.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut st = lock(&ctx.st);
+    if let Some(i) = best {
+        let s = &mut st.steps[i];
+        rep.num("best_rate", s.rate, "req/s");
+        let ok_rate = format!("{:.0}", s.ok as f64 / s.send_secs);
+        rep.num("best_ok_rate", ok_rate, "ok/s");
+        rep.num("best_fail_pct", format!("{:.3}", s.fail_pct()), "%");
+        rep.num("best_p50_latency", format!("{:.2}", s.pct_ms(0.5)), "ms");
+        rep.num("best_p99_latency", format!("{:.2}", s.pct_ms(0.99)), "ms");
+    } else {
+        rep.num("best_rate", 0, "req/s");
+    }
+    let first_fail = first_fail.map_or("null".into(), |r: u64| r.to_string());
+    rep.num("first_failing_rate", first_fail, "req/s");
+    rep.num("budget_exhausted", budget_hit, "bool");
+    rep.num("steps", st.steps.len(), "count");
+    rep.num("notifies_answered", st.notifies, "count");
+    rep.num("late_answers", st.late, "count");
+    rep.num("unparsable", st.unparsable, "count");
+    rep.num("elapsed", format!("{:.1}", t0.elapsed().as_secs_f64()), "s");
+    let steps: Vec<String> = st.steps.iter_mut().map(step_json).collect();
+    rep.num("steps_detail", format!("[{}]", steps.join(",")), "");
+    Ok(())
+}
+
+/// Creates `--subs` subscriptions over `--subs`/10 presentities and reports the server's
+/// memory growth per subscription: PSS summed over `--pid` and its descendants (the figure
+/// compared), and VmRSS of `--pid` alone.
+pub(crate) async fn hold(args: &Args, rep: &mut Report) -> Result<(), String> {
+    let pid = args.pid.ok_or("hold needs --pid PID of the server")?;
+    let read = |what| format!("cannot read {what} of pid {pid}");
+    let rss0 = rss_kib(pid).ok_or(read("VmRSS"))?;
+    let (pss0, _) = pss_tree_kib(pid).ok_or(read("smaps_rollup"))?;
+    let mut ctx = Ctx::new(args.server, args.sockets, Flow::Subscribe, args.timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let presentities = (args.subs / 10).max(1);
+    let t0 = Instant::now();
+    let secs = args.subs as f64 / args.hold_rate.max(1) as f64 + 1.0;
+    let idx = ctx
+        .step(args.hold_rate, secs, args.subs, &|id| id % presentities)
+        .await;
+    let created_in = t0.elapsed().as_secs_f64();
+    // Keep answering (retransmitted) NOTIFYs while the server settles.
+    tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+    let rss1 = rss_kib(pid).ok_or(read("VmRSS"))?;
+    let (pss1, procs) = pss_tree_kib(pid).ok_or(read("smaps_rollup"))?;
+    let mut st = lock(&ctx.st);
+    let s = &mut st.steps[idx];
+    eprintln!("hold {}", step_json(s));
+    let ok = s.ok;
+    rep.num("subscriptions_created", ok, "count");
+    rep.num("subscriptions_failed", s.failed(), "count");
+    rep.num("presentities", presentities, "count");
+    rep.num("creation_time", format!("{created_in:.1}"), "s");
+    rep.num("p99_latency", format!("{:.2}", s.pct_ms(0.99)), "ms");
+    rep.num("processes", procs, "count");
+    rep.num("pss_baseline", pss0, "KiB");
+    rep.num("pss_after", pss1, "KiB");
+    let per = |a: u64, b: u64| {
+        format!(
+            "{:.0}",
+            (b.saturating_sub(a) * 1024) as f64 / ok.max(1) as f64
+        )
+    };
+    rep.num("pss_per_subscription", per(pss0, pss1), "bytes");
+    rep.num("rss_baseline", rss0, "KiB");
+    rep.num("rss_after", rss1, "KiB");
+    rep.num("rss_per_subscription", per(rss0, rss1), "bytes");
+    rep.num("notifies_answered", st.notifies, "count");
+    Ok(())
+}
