@@ -195,3 +195,35 @@ fn full_mailbox_is_answered_503_with_retry_after() {
         "mailbox of 1 must overflow with {n} requests in flight"
     );
 }
+
+#[test]
+fn subs_remove_match_decides_which_notify_replies_count() {
+    // A 481 whose Call-ID does not match the dialog: with subs_remove_match = 0 the To-tag
+    // (our From-tag) alone matches and the subscription is removed; with 1 the whole dialog
+    // must match, so the reply is ignored and the subscription stays.
+    for (mode, removed) in [(0, true), (1, false)] {
+        let node = TestNode::start(&format!("[presence]\nsubs_remove_match = {mode}\n"));
+        let mut c = UdpClient::new(node.udp);
+        c.auto_answer = None;
+        let p = c.port();
+        c.send(&subscribe(ALICE, p, "rm", 1, ""));
+        let tag = c.response("rm", "SUBSCRIBE").to.tag.unwrap();
+        let n = c.notify("rm");
+        let forged = answer(&n, 481).replace("Call-ID: rm", "Call-ID: someone-else");
+        c.sock.send_to(forged.as_bytes(), c.server).unwrap();
+        // Then the real 200, so that nothing else removes it.
+        c.sock
+            .send_to(answer(&n, 200).as_bytes(), c.server)
+            .unwrap();
+        // No wait needed: replies and the refresh reach the dialog's actor through its shard
+        // in the order they were sent.
+        c.auto_answer = Some(200);
+        c.send(&resubscribe(ALICE, p, "rm", 2, &tag, 300));
+        let status = c.response("rm", "SUBSCRIBE").status;
+        assert_eq!(
+            status == 481,
+            removed,
+            "subs_remove_match = {mode}: got {status}"
+        );
+    }
+}
