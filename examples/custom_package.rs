@@ -41,14 +41,28 @@ impl EventPackage for FeatureEvent {
         }
     }
 
+    /// Kamailio's `evs_subs_handl`: feature keys are private to the line's own devices.
+    fn check_subscribe(
+        &self,
+        watcher: &PresentityUri,
+        presentity: &PresentityUri,
+    ) -> Result<(), (u16, String)> {
+        if watcher == presentity {
+            Ok(())
+        } else {
+            Err((403, "Forbidden".into()))
+        }
+    }
+
     /// Newest publication wins (the first document is the newest).
     fn aggregate(&self, _presentity: &PresentityUri, docs: &[&[u8]]) -> Option<Bytes> {
         docs.first().map(|d| Bytes::copy_from_slice(d))
     }
 }
 
-/// Starts a node with the package, publishes, subscribes; returns the NOTIFY text.
-pub fn demo() -> String {
+/// Starts a node with the package, publishes, subscribes; returns the NOTIFY text and the
+/// status line answering a SUBSCRIBE from another user.
+pub fn demo() -> (String, String) {
     let toml = "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n[admin]\nlisten = \"\"\n\
                 [presence]\nsubs_db_mode = 0\npubl_cache = 2\n";
     let cfg = Config::from_toml_str(toml).expect("config");
@@ -87,7 +101,7 @@ pub fn demo() -> String {
     );
     let subscribe = format!(
         "SUBSCRIBE sip:1000@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKfe2;rport\r\n\
-         From: <sip:phone@example.com>;tag=s\r\nTo: <sip:1000@example.com>\r\nCall-ID: fe-sub\r\n\
+         From: <sip:1000@example.com>;tag=s\r\nTo: <sip:1000@example.com>\r\nCall-ID: fe-sub\r\n\
          CSeq: 1 SUBSCRIBE\r\nEvent: as-feature-event\r\nExpires: 0\r\nContact: <sip:phone@127.0.0.1:{port}>\r\n\
          Content-Length: 0\r\n\r\n"
     );
@@ -114,13 +128,33 @@ pub fn demo() -> String {
         }
         println!("<<< {}", text.lines().next().unwrap_or(""));
     }
+    let foreign = subscribe
+        .replace(
+            "From: <sip:1000@example.com>",
+            "From: <sip:eve@example.com>",
+        )
+        .replace("fe-sub", "fe-eve")
+        .replace("z9hG4bKfe2", "z9hG4bKfe3");
+    sock.send_to(foreign.as_bytes(), server).expect("send");
+    let mut refused = String::new();
+    for _ in 0..4 {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.contains("Call-ID: fe-eve") {
+            refused = text.lines().next().unwrap_or("").to_string();
+            break;
+        }
+    }
     let _ = stop_tx.send(());
     let _ = node_thread.join();
-    notify
+    (notify, refused)
 }
 
 #[allow(dead_code)] // unused when a test includes this file for `demo`
 fn main() {
-    let notify = demo();
+    let (notify, refused) = demo();
     println!("<<< the NOTIFY:\n{notify}");
+    println!("<<< another user's SUBSCRIBE: {refused}");
 }

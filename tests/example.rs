@@ -7,7 +7,11 @@ mod example;
 
 #[test]
 fn a_package_registered_by_an_embedder_is_published_and_notified() {
-    let notify = example::demo();
+    let (notify, refused) = example::demo();
+    assert_eq!(
+        refused, "SIP/2.0 403 Forbidden",
+        "the package's own SUBSCRIBE check"
+    );
     assert!(notify.starts_with("NOTIFY "), "{notify}");
     assert!(notify.contains("Event: as-feature-event"), "{notify}");
     assert!(

@@ -22,7 +22,7 @@ use super::watchers::{initial_status, neutral_body, Watcher, Watchers};
 use crate::clock::{self, Timestamp};
 use crate::cluster::merge::{PubId, PubKey};
 use crate::ids::{ETag, EventKey, PresentityUri};
-use crate::presence::authz::{self, sphere_of, Decision, RuleSet, WatcherStatus};
+use crate::presence::authz::{sphere_of, Decision, RuleSet, WatcherStatus};
 use crate::presence::package::{Body, EventPackage};
 use crate::presence::presentity::Presentity;
 use crate::presence::publication::PublishInput;
@@ -71,8 +71,15 @@ impl PresentityActor {
         let mailbox = ctx.mailbox_size;
         PresentityActor::create(move |c| {
             c.set_mailbox_capacity(mailbox);
+            let polite = Decision {
+                status: WatcherStatus::Active,
+                neutral_body: true,
+            };
+            let neutral = pkg
+                .apply_auth(&uri, None, &polite)
+                .unwrap_or_else(|| neutral_body(&uri));
             PresentityActor {
-                neutral: neutral_body(&uri),
+                neutral,
                 core: Presentity::new(uri, event),
                 pkg,
                 ctx,
@@ -104,7 +111,12 @@ impl PresentityActor {
     fn rules(&mut self) -> Option<&RuleSet> {
         if !self.rules_loaded {
             self.rules_loaded = true;
-            if let Some(doc) = self.ctx.persist.rules(self.core.uri()) {
+            let uri = self.core.uri();
+            let doc = self
+                .pkg
+                .rules_doc(uri)
+                .or_else(|| self.ctx.persist.rules(uri));
+            if let Some(doc) = doc {
                 match RuleSet::parse_with(&doc, self.ctx.ingress.uri_match) {
                     Ok(r) => self.rules = Some((Bytes::from(doc), r)),
                     Err(e) => {
@@ -126,8 +138,8 @@ impl PresentityActor {
         let sphere = sphere_check
             .then(|| self.composed.as_ref().and_then(|b| sphere_of(&b.bytes)))
             .flatten();
-        let (policy, uri) = (self.ctx.policy, self.core.uri().clone());
-        authz::decide(
+        let (policy, uri, pkg) = (self.ctx.policy, self.core.uri().clone(), self.pkg.clone());
+        pkg.auth_status(
             policy,
             self.rules(),
             watcher,

@@ -148,11 +148,14 @@ impl Shard {
     }
 
     fn on_subscribe(&mut self, reply: Reply, source: Source) {
-        let (sub, _pkg) =
+        let (sub, pkg) =
             match subscribe_request(reply.request(), &self.ctx.packages, &self.ctx.ingress) {
                 Ok(x) => x,
                 Err(rej) => return reply.reject(&rej),
             };
+        if let Err((status, reason)) = pkg.check_subscribe(&sub.watcher, &sub.presentity) {
+            return reply.reject(&rejection(status, &reason));
+        }
         let now = clock::now();
         if let Some(tag) = sub.local_tag.as_deref() {
             let Some(addr) = self.dialogs.get(tag).map(|d| &d.addr) else {

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EventKey, PresentityUri};
+use crate::presence::authz::{Decision, Policy, RuleSet};
 
 /// A message body with its Content-Type.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +85,57 @@ pub trait EventPackage: Send + Sync + 'static {
     /// (`presence.winfo`): a PUBLISH for them gets 489 Bad Event.
     fn publishable(&self) -> bool {
         true
+    }
+
+    /// Kamailio's `evs_subs_handl`: a package-specific check of a SUBSCRIBE before a dialog
+    /// is created (`Err((status, reason))` refuses it). Accepts everything by default.
+    fn check_subscribe(
+        &self,
+        watcher: &PresentityUri,
+        presentity: &PresentityUri,
+    ) -> Result<(), (u16, String)> {
+        let _ = (watcher, presentity);
+        Ok(())
+    }
+
+    /// Kamailio's `get_rules_doc`: the presentity's authorization rule document from a
+    /// source of the package's own (an XCAP server, say). `None` = use the document stored
+    /// through the admin API (the default).
+    fn rules_doc(&self, presentity: &PresentityUri) -> Option<Vec<u8>> {
+        let _ = presentity;
+        None
+    }
+
+    /// Kamailio's `get_auth_status`: the watcher's status under `policy` and `rules` (only
+    /// called when [`EventPackage::req_auth`]). The default is SPEC §4's decision.
+    fn auth_status(
+        &self,
+        policy: Policy,
+        rules: Option<&RuleSet>,
+        watcher: &PresentityUri,
+        presentity: &PresentityUri,
+        sphere: Option<&str>,
+        sphere_check: bool,
+    ) -> Decision {
+        crate::presence::authz::decide(policy, rules, watcher, presentity, sphere, sphere_check)
+    }
+
+    /// Kamailio's `apply_auth_nbody`: the document a watcher with `decision` may see, when it
+    /// differs from the composed one. The default: the neutral PIDF for polite-block
+    /// (RFC 5025 §3.2.1), otherwise `None` (the composed document as is).
+    fn apply_auth(
+        &self,
+        presentity: &PresentityUri,
+        composed: Option<&Body>,
+        decision: &Decision,
+    ) -> Option<Body> {
+        let _ = composed;
+        decision.neutral_body.then(|| {
+            Body::new(
+                "application/pidf+xml",
+                crate::presence::authz::neutral_pidf(presentity.as_str()),
+            )
+        })
     }
 }
 
