@@ -54,6 +54,14 @@ impl Cluster {
             relays,
         };
         c.wait_all_up();
+        for n in c.nodes.iter().flatten() {
+            assert_eq!(
+                n.get("/ready")["ready"],
+                true,
+                "{} joined and ready",
+                n.spec.id
+            );
+        }
         c
     }
 
@@ -344,6 +352,11 @@ fn a_node_with_a_foreign_certificate_cannot_join() {
     std::thread::sleep(Duration::from_secs(2)); // give a wrongly accepted link time to deliver
     assert_eq!(cl.node(0).peers_up(), vec!["node-2".to_string()]);
     assert!(intruder.peers_up().is_empty());
+    assert_eq!(
+        intruder.get("/ready")["ready"],
+        false,
+        "not joined, not ready"
+    );
     assert!(!fetch(&mut UdpClient::new(cl.sip(0)), ALICE, "f").contains("intruder"));
 }
 

@@ -39,6 +39,18 @@ pub(crate) async fn live() -> HttpResponse {
 /// `GET /ready`: 200 when every shard answers.
 pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let node = state.api.node_id().to_string();
+    // With the cluster enabled, ready also means joined: at least one peer up (a node whose
+    // seed list is empty is the first of its cluster and is ready alone).
+    let cluster = state.api.cluster().await.ok().flatten();
+    let joined = cluster
+        .as_ref()
+        .is_none_or(|c| c.peers.is_empty() || c.peers.iter().any(|p| p.state == "up"));
+    if !joined {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "ready": false, "node": node, "reason": "cluster not joined: no peer is up yet" }),
+        );
+    }
     match stats(&state.api).await {
         Ok(s) => {
             let (p, d, t) = totals(&s);
@@ -46,6 +58,7 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
                 StatusCode::OK,
                 &json!({
                     "ready": true,
+                    "cluster": cluster.map(|c| c.peers.iter().filter(|p| p.state == "up").count()),
                     "node": node,
                     "shards": s.len(),
                     "presentities": p,
