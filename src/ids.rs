@@ -60,6 +60,11 @@ impl PresentityUri {
             return None;
         }
         let rest = rest.split([';', '?', '>']).next().unwrap_or("");
+        // Whitespace and control characters have no place in a user or host (RFC 3261
+        // §25.1); accepting them would make normalisation depend on what follows them.
+        if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return None;
+        }
         let (user, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u.split(':').next().unwrap_or(u)), h),
             None => (None, rest),
@@ -236,6 +241,11 @@ mod tests {
         assert_eq!(v.as_str(), "sip:alice@example.com");
         assert!(PresentityUri::parse("alice", UriMatch::CaseSensitive).is_none());
         assert!(PresentityUri::parse("sip:@", UriMatch::CaseSensitive).is_none());
+        // Found by fuzzing (F4): normalising twice must give the same key.
+        assert!(
+            PresentityUri::parse("e:+1-alogaold,ig ;ssntext=om", UriMatch::CaseSensitive).is_none()
+        );
+        assert!(PresentityUri::parse("psip:Alireyeen\r;x", UriMatch::CaseInsensitive).is_none());
         let w = PresentityUri::parse("sip:bob@[::1]:5070", UriMatch::CaseSensitive).unwrap();
         assert_eq!(w.as_str(), "sip:bob@[::1]");
     }

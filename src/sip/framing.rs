@@ -35,7 +35,9 @@ pub fn frame_length(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError>
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
     if crlf > 0 {
-        return Ok(Some(crlf));
+        // Keep-alive CRLFs come as a frame of their own, never longer than `max` (a longer
+        // run is returned in pieces).
+        return Ok(Some(crlf.min(max.max(1))));
     }
     let Some((head_len, body_start)) = head_end(buf) else {
         return if buf.len() > max {
@@ -93,6 +95,13 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_keepalive_run_is_cut_at_max() {
+        // Found by fuzzing (F3): 111 CR/LF bytes with a limit of 64.
+        let buf = b"\r\n".repeat(56);
+        assert_eq!(frame_length(&buf[..111], 64), Ok(Some(64)));
+    }
 
     const MSG: &[u8] = b"NOTIFY sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nl: 5\r\n\r\nhello";
 

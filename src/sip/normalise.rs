@@ -169,7 +169,13 @@ pub(crate) fn split_headers(section: &str) -> HeaderSection<'_> {
             continue;
         };
         let name = name.trim_end_matches([' ', '\t']);
-        if !is_token(name) {
+        // A bare CR or another control character inside a value (RFC 3261 §25.1 allows none
+        // but HTAB) would be echoed into our responses, where no client could match it.
+        if !is_token(name)
+            || value
+                .chars()
+                .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+        {
             out.malformed = true;
             last_ok = false;
             continue;
@@ -231,6 +237,15 @@ mod tests {
             .headers
             .iter()
             .all(|h| matches!((&h.name, &h.value), (Cow::Borrowed(_), Cow::Borrowed(_)))));
+    }
+
+    #[test]
+    fn a_bare_cr_or_control_character_in_a_value_is_malformed() {
+        let s =
+            split_headers("Call-ID: rb\r-s\r\nTo: <sip:a@b>\r\nX: a\u{1}b\r\nZ-Tab: tab\tok\r\n");
+        assert!(s.malformed);
+        let names: Vec<&str> = s.headers.iter().map(|h| h.name.as_ref()).collect();
+        assert_eq!(names, ["To", "Z-Tab"]);
     }
 
     #[test]

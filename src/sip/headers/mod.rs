@@ -61,12 +61,30 @@ pub(crate) fn parse_params(s: &str) -> Option<Vec<(String, Option<String>)>> {
             Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
             None => (part, None),
         };
-        if !is_token(name) {
+        if !is_token(name) || value.as_deref().is_some_and(|v| !is_gen_value(v)) {
             return None;
         }
         out.push((name.to_string(), value));
     }
     Some(out)
+}
+
+/// RFC 3261 §25.1 `gen-value = token / host / quoted-string`: anything else (a stray `<`,
+/// `>` or `"`) would not survive being printed and parsed again.
+fn is_gen_value(v: &str) -> bool {
+    if let Some(inner) = v.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        let mut escaped = false;
+        for c in inner.chars() {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => return false,
+                _ => {}
+            }
+        }
+        return !escaped;
+    }
+    !v.is_empty() && v.chars().all(|c| is_token_char(c) || "[]:".contains(c))
 }
 
 /// Writes `;name[=value]` for each parameter.
@@ -140,5 +158,13 @@ mod tests {
         assert_eq!(p[1], ("sla".into(), None));
         assert_eq!(p[2], ("X".into(), Some("\"a;b\"".into())));
         assert!(parse_params("a b=1").is_none());
+        // Found by fuzzing: values that would not print back (F2).
+        assert!(parse_params("id=r>, \"x").is_none());
+        assert!(parse_params("x=<a").is_none());
+        assert!(
+            parse_params("x=\"a\\\"b\"").is_some(),
+            "escaped quote inside a quoted string"
+        );
+        assert!(parse_params("maddr=[::1]").is_some());
     }
 }
