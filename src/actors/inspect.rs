@@ -259,6 +259,27 @@ pub struct ShardStats {
 #[rtype(result = "ShardStats")]
 pub struct Stats;
 
+/// Asks each actor for its snapshot in turn; one that does not answer within
+/// [`SNAPSHOT_TIMEOUT`] is reported busy under its key.
+pub(crate) async fn snapshots<A, M, V>(
+    targets: Vec<(String, Addr<A>)>,
+    msg: impl Fn() -> M,
+) -> Vec<Snapshot<V>>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: Message<Result = V> + Send + 'static,
+    V: Send + 'static,
+{
+    let mut out = Vec::with_capacity(targets.len());
+    for (key, addr) in targets {
+        out.push(match addr.send(msg()).timeout(SNAPSHOT_TIMEOUT).await {
+            Ok(v) => Snapshot::Ready(v),
+            Err(_) => Snapshot::Busy { key, state: "busy" },
+        });
+    }
+    out
+}
+
 /// Helper for handlers: the composed document as text.
 pub(crate) fn body_text(b: &Option<Body>) -> Option<String> {
     b.as_ref()

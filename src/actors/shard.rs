@@ -463,22 +463,7 @@ impl Handler<ListPresentities> for Shard {
             })
             .map(|((uri, ev), e)| (format!("{uri} {ev}"), e.addr.clone()))
             .collect();
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(targets.len());
-            for (key, addr) in targets {
-                out.push(
-                    match addr
-                        .send(SnapshotPresentity)
-                        .timeout(SNAPSHOT_TIMEOUT)
-                        .await
-                    {
-                        Ok(v) => Snapshot::Ready(v),
-                        Err(_) => Snapshot::Busy { key, state: "busy" },
-                    },
-                );
-            }
-            out
-        })
+        Box::pin(snapshots(targets, || SnapshotPresentity))
     }
 }
 
@@ -498,22 +483,7 @@ impl Handler<ListSubscriptions> for Shard {
             })
             .map(|(tag, d)| (tag.clone(), d.addr.clone()))
             .collect();
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(targets.len());
-            for (key, addr) in targets {
-                out.push(
-                    match addr
-                        .send(SnapshotSubscription)
-                        .timeout(SNAPSHOT_TIMEOUT)
-                        .await
-                    {
-                        Ok(v) => Snapshot::Ready(v),
-                        Err(_) => Snapshot::Busy { key, state: "busy" },
-                    },
-                );
-            }
-            out
-        })
+        Box::pin(snapshots(targets, || SnapshotSubscription))
     }
 }
 

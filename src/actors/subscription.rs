@@ -164,6 +164,12 @@ impl SubscriptionActor {
     }
 
     fn unregister(&mut self) {
+        self.unregister_from(true);
+    }
+
+    /// Stops serving the dialog: forgets it (in the cluster too when `cluster`; not when
+    /// another node owns it now), leaves the presentity, and tells the shard.
+    fn unregister_from(&mut self, cluster: bool) {
         if self.gone {
             return;
         }
@@ -171,7 +177,11 @@ impl SubscriptionActor {
         self.in_flight = None;
         let d = self.core.dialog();
         tracing::debug!(presentity = %d.presentity, dialog = %d.id, reason = ?d.reason, "subscription removed");
-        self.forget();
+        if cluster {
+            self.forget();
+        } else {
+            self.ctx.persist.delete_subscription(d);
+        }
         self.leave_presentity();
         let d = self.core.dialog();
         self.shard.do_send(DialogGone {
@@ -567,16 +577,8 @@ impl Handler<Disown> for SubscriptionActor {
             return;
         }
         tracing::info!(dialog = %self.core.dialog().id, "another node owns this subscription now; stopping here");
-        self.gone = true;
-        self.in_flight = None;
-        // Local store only: the cluster record belongs to the new owner.
-        self.ctx.persist.delete_subscription(self.core.dialog());
-        self.leave_presentity();
-        let d = self.core.dialog();
-        self.shard.do_send(DialogGone {
-            tag: d.id.local_tag.clone(),
-            same_key: (d.presentity.clone(), d.id.call_id.clone()),
-        });
+        // The cluster record belongs to the new owner: forget the dialog here only.
+        self.unregister_from(false);
         self.rearm(ctx);
     }
 }
