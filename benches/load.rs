@@ -83,6 +83,10 @@ pub(crate) struct Args {
     /// Offered-rate increment per step.
     #[arg(long, default_value_t = 1000)]
     pub(crate) step: u64,
+    /// If > 0: each step offers this many percent more than the last (rounded to 100/s),
+    /// instead of adding `--step`; constant relative resolution over a wide range.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) step_pct: f64,
     /// Seconds of sending per step.
     #[arg(long, default_value_t = 3.0)]
     pub(crate) step_secs: f64,

@@ -17,6 +17,7 @@ use presenced::sip::{Message, Method, OutResponse};
 use tokio::net::UdpSocket;
 
 use crate::msg::{build, parse_id, second_leg};
+use crate::report::udp_drops;
 use crate::Flow;
 
 /// One outstanding transaction.
@@ -43,6 +44,9 @@ pub(crate) struct StepStats {
     pub(crate) statuses: HashMap<u16, u64>,
     pub(crate) lat_us: Vec<u32>,
     pub(crate) send_secs: f64,
+    /// Datagrams the kernel dropped during the step on the server's port / the tool's ports.
+    pub(crate) server_drops: u64,
+    pub(crate) tool_drops: u64,
 }
 
 impl StepStats {
@@ -252,6 +256,8 @@ impl Ctx {
             });
             st.steps.len() - 1
         };
+        let server_port = [self.server.port()];
+        let drops0 = (udp_drops(&server_port), udp_drops(&self.ports));
         let total = ((rate as f64 * secs) as u64).min(count);
         let start = Instant::now();
         let mut sent = 0u64;
@@ -297,6 +303,9 @@ impl Ctx {
         while lock(&self.st).steps[idx].outstanding() > 0 && Instant::now() < limit {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let mut st = lock(&self.st);
+        st.steps[idx].server_drops = udp_drops(&server_port).saturating_sub(drops0.0);
+        st.steps[idx].tool_drops = udp_drops(&self.ports).saturating_sub(drops0.1);
         idx
     }
 }

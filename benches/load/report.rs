@@ -41,7 +41,7 @@ pub(crate) fn step_json(s: &mut StepStats) -> String {
         .map(|(c, n)| format!("\"{c}\":{n}"))
         .collect();
     format!(
-        "{{\"rate\":{},\"sent\":{},\"ok\":{},\"timeouts\":{},\"errors\":{},\"statuses\":{{{}}},\"fail_pct\":{:.3},\"send_secs\":{:.2},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2}}}",
+        "{{\"rate\":{},\"sent\":{},\"ok\":{},\"timeouts\":{},\"errors\":{},\"statuses\":{{{}}},\"fail_pct\":{:.3},\"send_secs\":{:.2},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"server_drops\":{},\"tool_drops\":{}}}",
         s.rate,
         s.sent,
         s.ok,
@@ -49,8 +49,29 @@ pub(crate) fn step_json(s: &mut StepStats) -> String {
         s.errors,
         st.join(","),
         s.fail_pct(),
-        s.send_secs
+        s.send_secs,
+        s.server_drops,
+        s.tool_drops
     )
+}
+
+/// Datagrams dropped so far (receive buffer full) on the UDP sockets of this network
+/// namespace bound to one of `ports` (the `drops` column of /proc/net/udp; 0 if unreadable).
+pub(crate) fn udp_drops(ports: &[u16]) -> u64 {
+    let Ok(table) = std::fs::read_to_string("/proc/net/udp") else {
+        return 0;
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = f.get(1)?.rsplit_once(':')?.1;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let drops: u64 = f.last()?.parse().ok()?;
+            ports.contains(&port).then_some(drops)
+        })
+        .sum()
 }
 
 /// A `Key:   N kB` line of a /proc file, in KiB.

@@ -47,7 +47,7 @@ pub(crate) async fn stepping(
                 break;
             }
         }
-        rate += args.step;
+        rate = next_rate(rate, args.step, args.step_pct);
         // Let the server drain its queues so one step's backlog does not bleed into the next.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -74,6 +74,17 @@ pub(crate) async fn stepping(
     let steps: Vec<String> = st.steps.iter_mut().map(step_json).collect();
     rep.num("steps_detail", format!("[{}]", steps.join(",")), "");
     Ok(())
+}
+
+/// The offered rate after `rate`: +`pct` % rounded to 100/s (at least +100) when `pct` > 0,
+/// else + `step`.
+fn next_rate(rate: u64, step: u64, pct: f64) -> u64 {
+    if pct > 0.0 {
+        let grown = ((rate as f64 * (1.0 + pct / 100.0) / 100.0).round() as u64) * 100;
+        grown.max(rate + 100)
+    } else {
+        rate + step
+    }
 }
 
 /// Creates `--subs` subscriptions over `--subs`/10 presentities and reports the server's
