@@ -41,6 +41,8 @@ impl Cluster {
         for i in 0..n {
             specs[i].takeover_grace = takeover_grace;
             specs[i].advertise = relays[i].addr;
+            // Every node seeds all the others, as the shipped configs do: pairs dial each
+            // other at once and the link keeps one connection per pair.
             specs[i].peers = (0..n).filter(|j| *j != i).map(|j| relays[j].addr).collect();
         }
         let nodes = specs

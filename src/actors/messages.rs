@@ -113,6 +113,9 @@ pub struct Replaced;
 pub struct PresentityIdle {
     /// Its key.
     pub key: (PresentityUri, EventKey),
+    /// Which actor: a late report from an actor already stopped must not stop the one that
+    /// replaced it under the same key.
+    pub addr: Addr<super::presentity::PresentityActor>,
     /// How many shard messages it has handled.
     pub handled: u64,
 }

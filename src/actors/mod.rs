@@ -28,8 +28,9 @@
 //!   only for internal messages whose count is bounded by state (fan-out to existing
 //!   subscriptions, responses, registration).
 //! * **Stopping**: an actor never stops on its own while the shard may still route to it.
-//!   A presentity actor with no publications and no subscriptions reports `Idle` with the
-//!   number of shard messages it has handled; the shard removes it and sends `Stop` only if
+//!   A presentity actor with no publications and no subscriptions reports `Idle` with its
+//!   address and the number of shard messages it has handled (a late report of an actor
+//!   already replaced is ignored); the shard removes it and sends `Stop` only if
 //!   it has sent no message since (counts equal). A terminated subscription reports
 //!   `DialogGone`; the shard removes it (new in-dialog requests then get 481) and sends
 //!   `Stop`. So no message routed by a shard is ever lost in a stopping mailbox.

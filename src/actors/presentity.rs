@@ -172,6 +172,7 @@ impl PresentityActor {
         if self.core.is_empty() && self.watchers.is_empty() && !holds_rules {
             self.shard.do_send(PresentityIdle {
                 key: (self.core.uri().clone(), self.core.event().clone()),
+                addr: ctx.address(),
                 handled: self.handled,
             });
         }

@@ -444,8 +444,10 @@ impl Handler<PresentityIdle> for Shard {
         let Some(entry) = self.presentities.get(&msg.key) else {
             return;
         };
-        if entry.sent != msg.handled {
-            return; // something is on its way to it; it will report again when idle
+        if entry.addr != msg.addr || entry.sent != msg.handled {
+            // Another actor's late report, or something is on its way to this one (it will
+            // report again when idle).
+            return;
         }
         if let Some(entry) = self.presentities.remove(&msg.key) {
             entry.addr.do_send(Stop);

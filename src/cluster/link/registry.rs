@@ -189,7 +189,11 @@ impl Registry {
         };
         let was_live = p.slots[i].tx.is_some();
         p.slots.remove(i);
-        was_live && !self.closed
+        // Down only when no other live connection to the peer remains: a duplicate retired
+        // after simultaneous dials must not report a peer down whose other connection is up
+        // (the node would then stop syncing with it).
+        let still_up = p.slots.iter().any(|s| s.tx.is_some());
+        was_live && !still_up && !self.closed
     }
 
     /// Queues an encoded frame for `peer`; never waits.
