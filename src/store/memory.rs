@@ -117,19 +117,9 @@ impl Store for MemoryStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<DialogState>, Option<Vec<u8>>), StoreError> {
-        let t = self.tables();
-        let start = match after {
-            Some(k) => Bound::Excluded(k.to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        let mut last = None;
-        for (k, v) in t.subscriptions.range((start, Bound::Unbounded)).take(limit) {
-            out.push(codec::decode(SUBSCRIPTION_V1, v)?);
-            last = Some(k.clone());
-        }
-        let next = if out.len() == limit { last } else { None };
-        Ok((out, next))
+        scan(&self.tables().subscriptions, after, limit, |_, v| {
+            Ok(codec::decode(SUBSCRIPTION_V1, v)?)
+        })
     }
 
     fn scan_publications(
@@ -137,29 +127,41 @@ impl Store for MemoryStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<PublicationRow>, Option<Vec<u8>>), StoreError> {
-        let t = self.tables();
-        let start = match after {
-            Some(k) => Bound::Excluded(k.to_vec()),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        let mut last = None;
-        for (k, v) in t.publications.range((start, Bound::Unbounded)).take(limit) {
+        scan(&self.tables().publications, after, limit, |k, v| {
             let (uri, event) = split_publication_key(k).ok_or_else(|| {
                 StoreError::Codec(codec::CodecError::Decode(
                     "malformed publication key".into(),
                 ))
             })?;
-            out.push((uri, event, codec::decode(PUBLICATION_V1, v)?));
-            last = Some(k.clone());
-        }
-        let next = if out.len() == limit { last } else { None };
-        Ok((out, next))
+            Ok((uri, event, codec::decode(PUBLICATION_V1, v)?))
+        })
     }
 
     fn flush(&self) -> Result<usize, StoreError> {
         Ok(0)
     }
+}
+
+/// One batch of a key-ordered scan: up to `limit` rows after `after`, and the key to continue
+/// from when the batch is full (the contract of `Store::scan_*`).
+fn scan<T>(
+    map: &BTreeMap<Vec<u8>, Vec<u8>>,
+    after: Option<&[u8]>,
+    limit: usize,
+    row: impl Fn(&[u8], &[u8]) -> Result<T, StoreError>,
+) -> Result<(Vec<T>, Option<Vec<u8>>), StoreError> {
+    let start = match after {
+        Some(k) => Bound::Excluded(k.to_vec()),
+        None => Bound::Unbounded,
+    };
+    let mut out = Vec::new();
+    let mut last = None;
+    for (k, v) in map.range((start, Bound::Unbounded)).take(limit) {
+        out.push(row(k, v)?);
+        last = Some(k.clone());
+    }
+    let next = if out.len() == limit { last } else { None };
+    Ok((out, next))
 }
 
 #[cfg(test)]
