@@ -16,6 +16,7 @@
 //! | `presenced_sip_requests_total` | counter | `method`, `status` (final status sent) |
 //! | `presenced_notify_sent_total` | counter | – |
 //! | `presenced_notify_retransmitted_total` | counter | – |
+//! | `presenced_passivations_total` | counter | – (subscription dialogs passivated) |
 //! | `presenced_notify_failed_total` | counter | `reason` (`timeout`, `transport`, `rejected`, …) |
 //! | `presenced_actors` | gauge | `kind` (`presentity`, `subscription`, `transaction`, …) |
 //! | `presenced_mailbox_depth` | histogram | `kind` |
@@ -74,6 +75,7 @@ pub struct Metrics {
     sip_requests: Family<RequestLabels, Counter>,
     notify_sent: Counter,
     notify_retransmitted: Counter,
+    passivations: Counter,
     notify_failed: Family<ReasonLabels, Counter>,
     actors: Family<KindLabels, Gauge>,
     mailbox_depth: Family<KindLabels, Histogram, fn() -> Histogram>,
@@ -115,6 +117,12 @@ impl Metrics {
             "NOTIFY retransmissions (Timer E over UDP)",
             notify_retransmitted.clone(),
         );
+        let passivations = Counter::default();
+        registry.register(
+            "presenced_passivations",
+            "Subscription dialogs passivated (actor stopped, dialog kept in compact form)",
+            passivations.clone(),
+        );
         let notify_failed = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "presenced_notify_failed",
@@ -150,6 +158,7 @@ impl Metrics {
             sip_requests,
             notify_sent,
             notify_retransmitted,
+            passivations,
             notify_failed,
             actors,
             mailbox_depth,
@@ -175,6 +184,11 @@ impl Metrics {
     /// Counts one NOTIFY sent (first transmission, not retransmissions).
     pub fn notify_sent(&self) {
         self.notify_sent.inc();
+    }
+
+    /// Counts one subscription dialog passivated.
+    pub fn subscription_passivated(&self) {
+        self.passivations.inc();
     }
 
     /// Counts one NOTIFY retransmission.
@@ -286,6 +300,7 @@ mod tests {
         m.sip_request("FOO", 405);
         m.notify_sent();
         m.notify_retransmitted();
+        m.subscription_passivated();
         m.notify_failed("timeout");
         let text = m.encode();
         assert!(
@@ -298,6 +313,7 @@ mod tests {
         );
         assert!(text.contains("presenced_notify_sent_total 1"), "{text}");
         assert!(text.contains("presenced_notify_retransmitted_total 1"));
+        assert!(text.contains("presenced_passivations_total 1"), "{text}");
         assert!(text.contains("presenced_notify_failed_total{reason=\"timeout\"} 1"));
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

@@ -69,4 +69,7 @@ pub struct NodeCtx {
     pub replication: Option<actix::Addr<super::replication::ReplicationActor>>,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `[node] passivate_after`: how long a subscription dialog stays quiet before its actor
+    /// is stopped and the dialog kept in its compact form (`None`: never).
+    pub passivate_after: Option<std::time::Duration>,
 }

@@ -62,6 +62,8 @@ pub struct PresentityView {
     pub composed: Option<String>,
     /// Number of local subscriptions.
     pub watchers: usize,
+    /// Of those, passivated (kept in compact form, no actor running).
+    pub passivated_watchers: usize,
     /// Messages from its shard handled so far.
     pub handled: u64,
     /// Last message handled (ms since the epoch).
@@ -134,6 +136,9 @@ pub struct SubscriptionView {
     pub node: String,
     /// Last message handled (ms since the epoch).
     pub last_activity: u64,
+    /// Passivated: no actor runs for it now; its presentity keeps it in compact form and
+    /// wakes it on the next message.
+    pub passivated: bool,
 }
 
 impl SubscriptionView {
@@ -180,6 +185,7 @@ impl SubscriptionView {
             notify_in_flight: in_flight,
             node: node.to_string(),
             last_activity: last_activity.0,
+            passivated: false,
         }
     }
 }
@@ -246,8 +252,10 @@ pub struct ListSubscriptions(pub SubscriptionFilter);
 pub struct ShardStats {
     /// Live presentity actors.
     pub presentities: usize,
-    /// Live subscription actors.
+    /// Subscription dialogs (live actors and passivated).
     pub subscriptions: usize,
+    /// Of those, passivated (no actor running).
+    pub passivated: usize,
     /// Server transactions in the table.
     pub transactions: usize,
     /// Last message handled (ms since the epoch).

@@ -81,8 +81,9 @@ pub struct Record {
 pub struct RegisterDialog {
     /// Our tag.
     pub tag: String,
-    /// Its address.
-    pub addr: Addr<SubscriptionActor>,
+    /// Its address (`None`: restored straight into the passivated form; the presentity
+    /// actor wakes it).
+    pub addr: Option<Addr<SubscriptionActor>>,
     /// Presentity and Call-ID (for `delete_same_subs`).
     pub same_key: (PresentityUri, String),
     /// Event package (for listing by filter).
@@ -266,4 +267,43 @@ pub struct ApplyReplicated {
     pub old_etag: Option<crate::ids::ETag>,
     /// The winning state (`None`: removed).
     pub publication: Option<crate::presence::publication::Publication>,
+}
+
+/// A message for one dialog, routed by the shard through the dialog's presentity actor,
+/// which wakes a passivated dialog first. All messages that change a dialog's state come
+/// this way (or from the presentity itself), so the presentity knows whether the dialog's
+/// actor has pending input when it asks to be passivated.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToDialog {
+    /// Our tag of the dialog.
+    pub tag: String,
+    /// The message.
+    pub msg: DialogMsg,
+}
+
+/// What [`ToDialog`] carries.
+pub enum DialogMsg {
+    /// An in-dialog SUBSCRIBE (answered 481 if the dialog is unknown).
+    Refresh(Refresh),
+    /// Replaced by a new subscription with the same Call-ID (`delete_same_subs`).
+    Replaced,
+    /// Another node owns the dialog now.
+    Disown(Disown),
+}
+
+/// A quiet subscription actor asks its presentity to passivate it (keep `form`, stop the
+/// actor). Accepted only if the presentity has sent that actor exactly `handled` messages:
+/// otherwise something is on its way and the actor stays.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Passivate {
+    /// Our tag of the dialog.
+    pub tag: String,
+    /// The asking actor.
+    pub addr: Addr<SubscriptionActor>,
+    /// Presentity-routed messages it has handled.
+    pub handled: u64,
+    /// Its compact form.
+    pub(crate) form: super::dormant::DormantSub,
 }

@@ -34,6 +34,16 @@
 //!   it has sent no message since (counts equal). A terminated subscription reports
 //!   `DialogGone`; the shard removes it (new in-dialog requests then get 481) and sends
 //!   `Stop`. So no message routed by a shard is ever lost in a stopping mailbox.
+//! * **Passivation** (`[node] passivate_after`): a subscription actor quiet for that long
+//!   (no NOTIFY in flight or due) sends its compact form ([`dormant::DormantSub`]) to its
+//!   presentity with the number of presentity-routed messages it has handled. The presentity
+//!   routes every message that changes a dialog (state changes, authorization changes, and —
+//!   forwarded by the shard as `ToDialog` — in-dialog SUBSCRIBEs, replacement, disowning),
+//!   so it accepts only if it has sent exactly that many, keeps the form and sends `Stop`;
+//!   otherwise the actor stays and asks again later. The presentity wakes the dialog (a new
+//!   actor from the form, which registers with the shard again) on its next message or at
+//!   its expiry. Dialogs restored at start go straight to the compact form. NOTIFY responses
+//!   still go straight to the actor: a dialog with a NOTIFY in flight is never passivated.
 //! * **Crash**: a panic in a handler kills that actor only; the shard sees the mailbox
 //!   closed on the next `try_send`, forgets the address and answers 500 + Retry-After (the
 //!   state of a crashed actor is lost in memory-only mode; persistence re-creates it).
@@ -41,6 +51,7 @@
 //!   the core; timers are one `run_later` per actor for the core's `next_deadline`.
 
 pub mod context;
+pub(crate) mod dormant;
 pub mod inspect;
 pub mod messages;
 pub mod persist;

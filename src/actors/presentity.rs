@@ -6,10 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod control;
+mod dialogs;
+
+pub use dialogs::SnapshotDormant;
 
 use actix::prelude::*;
 
 use super::context::NodeCtx;
+use super::dormant::Waker;
 use super::inspect::{
     body_text, CountWatchers, PresentityView, PublicationView, RefreshWatchers, SnapshotPresentity,
     Sweep,
@@ -18,7 +22,7 @@ use super::messages::*;
 use super::replication::LocalPublication;
 use super::shard::Shard;
 use super::subscription::SubscriptionActor;
-use super::watchers::{initial_status, neutral_body, Watcher, Watchers};
+use super::watchers::{initial_status, neutral_body, SubHandle, Watcher, Watchers};
 use crate::clock::{self, Timestamp};
 use crate::cluster::merge::{PubId, PubKey};
 use crate::ids::{ETag, EventKey, PresentityUri};
@@ -26,7 +30,6 @@ use crate::presence::authz::{sphere_of, Decision, RuleSet, WatcherStatus};
 use crate::presence::package::{Body, EventPackage};
 use crate::presence::presentity::Presentity;
 use crate::presence::publication::PublishInput;
-use crate::presence::subscription::SubStatus;
 use crate::sip::headers::SipETag;
 use crate::sip::OutResponse;
 use bytes::Bytes;
@@ -51,6 +54,8 @@ pub struct PresentityActor {
     handled: u64,
     timer: Option<(Timestamp, SpawnHandle)>,
     shard: Addr<Shard>,
+    /// Our own address, for the subscription actors we (re)start.
+    me: Addr<PresentityActor>,
     last_activity: Timestamp,
 }
 
@@ -91,6 +96,7 @@ impl PresentityActor {
                 handled: 0,
                 timer: None,
                 shard,
+                me: c.address(),
                 last_activity: clock::now(),
             }
         })
@@ -103,8 +109,19 @@ impl PresentityActor {
     }
 
     /// Sends the composed document to every authorized watcher except `skip`.
-    fn fan_out(&self, skip: Option<&PresentityUri>) {
-        self.watchers.fan_out(&self.composed, &self.neutral, skip);
+    fn fan_out(&mut self, skip: Option<&PresentityUri>) {
+        let waker = self.waker();
+        self.watchers
+            .fan_out(&self.composed, &self.neutral, skip, &waker);
+    }
+
+    /// Starts the actors of passivated dialogs.
+    fn waker(&self) -> Waker {
+        Waker {
+            shard: self.shard.clone(),
+            presentity: self.me.clone(),
+            ctx: self.ctx.clone(),
+        }
     }
 
     /// The rule document, read from the store the first time it is needed.
@@ -152,7 +169,10 @@ impl PresentityActor {
     /// Re-arms the expiry timer and reports idleness after every message.
     fn after_message(&mut self, ctx: &mut Context<Self>) {
         self.last_activity = clock::now();
-        let next = self.core.next_expiry();
+        let next = match (self.core.next_expiry(), self.watchers.next_dormant_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if self.timer.as_ref().map(|t| t.0) != next {
             if let Some((_, h)) = self.timer.take() {
                 ctx.cancel_future(h);
@@ -162,6 +182,9 @@ impl PresentityActor {
                 let h = ctx.run_later(delay, |this, ctx| {
                     this.timer = None;
                     let _ = this.on_expiry_timer();
+                    let waker = this.waker();
+                    this.watchers
+                        .wake_expired(clock::now(), &this.composed, &this.neutral, &waker);
                     this.after_message(ctx);
                 });
                 self.timer = Some((at, h));
@@ -371,7 +394,7 @@ impl Handler<Watch> for PresentityActor {
             SubscriptionActor::start_for(dialog, body, reply, ctx.address(), self.ctx.clone());
         if expires_at > now {
             let w = Watcher {
-                addr,
+                handle: SubHandle::live(addr),
                 uri,
                 status: decision.status,
                 neutral: decision.neutral_body,
@@ -427,6 +450,7 @@ impl Handler<SnapshotPresentity> for PresentityActor {
                 .collect(),
             composed: body_text(&self.composed),
             watchers: self.watchers.len(),
+            passivated_watchers: self.watchers.dormant_count(),
             handled: self.handled,
             last_activity: self.last_activity.0,
         })
@@ -438,7 +462,9 @@ impl Handler<RefreshWatchers> for PresentityActor {
 
     fn handle(&mut self, _: RefreshWatchers, _: &mut Context<Self>) -> usize {
         self.recompose();
-        self.watchers.refresh_all(&self.composed, &self.neutral)
+        let waker = self.waker();
+        self.watchers
+            .refresh_all(&self.composed, &self.neutral, &waker)
     }
 }
 
@@ -469,57 +495,6 @@ impl Handler<AddRestored> for PresentityActor {
             self.core.insert_restored(p);
         }
         self.recompose();
-        self.after_message(ctx);
-    }
-}
-
-impl Handler<RestoreWatch> for PresentityActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: RestoreWatch, ctx: &mut Context<Self>) {
-        self.handled += 1;
-        let now = clock::now();
-        let (d, takeover) = (msg.0, msg.1);
-        let tag = d.id.local_tag.clone();
-        let winfo = &d.event != self.core.event();
-        let status = match d.status {
-            SubStatus::Active => WatcherStatus::Active,
-            SubStatus::Pending => WatcherStatus::Pending,
-            SubStatus::Terminated => WatcherStatus::Terminated {
-                reason: d.reason.clone().unwrap_or_default(),
-            },
-        };
-        // A polite-blocked watcher is re-decided: the flag is not part of the stored dialog.
-        let neutral =
-            !winfo && status == WatcherStatus::Active && self.decide(&d.watcher).neutral_body;
-        let body = match (winfo, neutral) {
-            (true, _) => Some(self.watchers.winfo_full(now, self.core.uri())),
-            (false, true) => Some(self.neutral.clone()),
-            (false, false) => self.composed.clone(),
-        };
-        let (uri, expires_at) = (d.watcher.clone(), d.expires_at);
-        let addr = SubscriptionActor::start_restored(
-            d,
-            body,
-            self.shard.clone(),
-            ctx.address(),
-            self.ctx.clone(),
-            takeover,
-        );
-        if winfo {
-            self.watchers.add_winfo(tag, addr);
-        } else {
-            let w = Watcher {
-                addr,
-                uri,
-                status,
-                neutral,
-                since: now,
-                expires_at,
-                last_event: "subscribe",
-            };
-            self.watchers.add(tag, w, now, self.core.uri());
-        }
         self.after_message(ctx);
     }
 }

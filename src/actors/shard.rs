@@ -33,10 +33,19 @@ struct PresEntry {
 }
 
 struct DialogEntry {
-    addr: Addr<SubscriptionActor>,
+    /// Its actor, while one runs (a passivated dialog's presentity wakes a new one, which
+    /// registers again).
+    addr: Option<Addr<SubscriptionActor>>,
     presentity: PresentityUri,
     event: EventKey,
     watcher: PresentityUri,
+}
+
+impl DialogEntry {
+    /// The presentity actor that routes this dialog's messages.
+    fn actor_key(&self) -> PresKey {
+        actor_key(self.presentity.clone(), &self.event)
+    }
 }
 
 mod control;
@@ -147,7 +156,9 @@ impl Shard {
                 Err(rej) => return reply.reject(&rej),
             };
         let key = (req.presentity.clone(), req.event.clone());
-        self.send_to_presentity(key, Publish { req, reply }, |m| m.reply);
+        if let Err((m, status)) = self.send_to_presentity(key, Publish { req, reply }) {
+            self.refuse(m.reply, status);
+        }
     }
 
     fn on_subscribe(&mut self, reply: Reply, source: Source) {
@@ -161,24 +172,23 @@ impl Shard {
         }
         let now = clock::now();
         if let Some(tag) = sub.local_tag.as_deref() {
-            let Some(addr) = self.dialogs.get(tag).map(|d| &d.addr) else {
+            let Some(key) = self.dialogs.get(tag).map(DialogEntry::actor_key) else {
                 return reply.reject(&rejection(481, "Call/Transaction Does Not Exist"));
             };
             let cseq = reply.request().cseq.seq;
-            let msg = Refresh {
-                cseq,
-                expires: sub.expires,
-                reply,
+            let msg = ToDialog {
+                tag: tag.to_string(),
+                msg: DialogMsg::Refresh(Refresh {
+                    cseq,
+                    expires: sub.expires,
+                    reply,
+                }),
             };
-            if let Err(e) = addr.try_send(msg) {
-                let (m, status) = match e {
-                    SendError::Full(m) => (m, 503),
-                    SendError::Closed(m) => {
-                        self.dialogs.remove(tag);
-                        (m, 481)
-                    }
-                };
-                self.refuse(m.reply, status);
+            // Through the presentity actor, which wakes a passivated dialog.
+            if let Err((m, status)) = self.send_to_presentity(key, msg) {
+                if let DialogMsg::Refresh(r) = m.msg {
+                    self.refuse(r.reply, status);
+                }
             }
             return;
         }
@@ -219,15 +229,29 @@ impl Shard {
         };
         if self.ctx.delete_same_subs {
             let same = (sub.presentity.clone(), dialog.id.call_id.clone());
-            if let Some(old) = self.same_subs.get(&same).and_then(|t| self.dialogs.get(t)) {
-                old.addr.do_send(Replaced);
+            if let Some((tag, old)) = self
+                .same_subs
+                .get(&same)
+                .and_then(|t| self.dialogs.get(t).map(|d| (t.clone(), d.actor_key())))
+            {
+                let msg = ToDialog {
+                    tag,
+                    msg: DialogMsg::Replaced,
+                };
+                // Bounded by the dialogs that exist: never refused.
+                if let Some(addr) = self.presentity_for_restore(old) {
+                    addr.do_send(msg);
+                }
             }
         }
         let key = actor_key(sub.presentity, &sub.event);
-        self.send_to_presentity(key, Watch { dialog, reply }, |m| m.reply);
+        if let Err((m, status)) = self.send_to_presentity(key, Watch { dialog, reply }) {
+            self.refuse(m.reply, status);
+        }
     }
 
-    /// The presentity actor of `key`, created if needed; counts one message sent to it.
+    /// The presentity actor of `key`, created if needed; counts one message sent to it (for
+    /// internal messages, bounded by state, that must not be refused).
     fn presentity_for_restore(&mut self, key: PresKey) -> Option<Addr<PresentityActor>> {
         let me = self.me.clone()?;
         let entry = self
@@ -241,14 +265,16 @@ impl Shard {
         Some(entry.addr.clone())
     }
 
-    /// Sends `msg` to the presentity actor of `key`, creating it if needed; answers 503 when
-    /// its mailbox is full.
-    fn send_to_presentity<M>(&mut self, key: PresKey, msg: M, reply_of: impl FnOnce(M) -> Reply)
+    /// Sends `msg` to the presentity actor of `key`, creating it if needed; gives it back
+    /// with the status to answer (503 when the mailbox is full, 500 when the actor died).
+    fn send_to_presentity<M>(&mut self, key: PresKey, msg: M) -> Result<(), (M, u16)>
     where
         M: actix::Message<Result = ()> + Send + 'static,
         PresentityActor: Handler<M>,
     {
-        let Some(me) = self.me.clone() else { return };
+        let Some(me) = self.me.clone() else {
+            return Err((msg, 503)); // not started yet: cannot happen once running
+        };
         let entry = self
             .presentities
             .entry(key.clone())
@@ -262,14 +288,17 @@ impl Shard {
                 sent: 0,
             });
         match entry.addr.try_send(msg) {
-            Ok(()) => entry.sent += 1,
-            Err(SendError::Full(m)) => self.refuse(reply_of(m), 503),
+            Ok(()) => {
+                entry.sent += 1;
+                Ok(())
+            }
+            Err(SendError::Full(m)) => Err((m, 503)),
             Err(SendError::Closed(m)) => {
                 // The actor died (a bug): forget it; the client's retransmission or next
                 // request creates a fresh one.
                 tracing::error!(presentity = %key.0, "presentity actor gone; request refused");
                 self.presentities.remove(&key);
-                self.refuse(reply_of(m), 500);
+                Err((m, 500))
             }
         }
     }
@@ -301,7 +330,7 @@ impl Shard {
             .tag
             .as_deref()
             .and_then(|t| self.dialogs.get(t))
-            .map(|d| &d.addr)
+            .and_then(|d| d.addr.as_ref())
         else {
             tracing::debug!(call_id = %resp.call_id, "NOTIFY response for an unknown dialog");
             return;
@@ -428,8 +457,8 @@ impl Handler<DialogGone> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: DialogGone, _: &mut Context<Self>) {
-        if let Some(entry) = self.dialogs.remove(&msg.tag) {
-            entry.addr.do_send(Stop);
+        if let Some(addr) = self.dialogs.remove(&msg.tag).and_then(|e| e.addr) {
+            addr.do_send(Stop);
         }
         if self.same_subs.get(&msg.same_key) == Some(&msg.tag) {
             self.same_subs.remove(&msg.same_key);
@@ -496,8 +525,16 @@ impl Handler<Disown> for Shard {
     type Result = ();
 
     fn handle(&mut self, msg: Disown, _: &mut Context<Self>) {
-        if let Some(d) = self.dialogs.get(&msg.tag) {
-            d.addr.do_send(msg);
+        let Some(key) = self.dialogs.get(&msg.tag).map(DialogEntry::actor_key) else {
+            return;
+        };
+        let m = ToDialog {
+            tag: msg.tag.clone(),
+            msg: DialogMsg::Disown(msg),
+        };
+        // Bounded by the dialogs that exist: never refused.
+        if let Some(addr) = self.presentity_for_restore(key) {
+            addr.do_send(m);
         }
     }
 }

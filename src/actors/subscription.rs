@@ -7,6 +7,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::context::NodeCtx;
+use super::dormant::DormantSub;
 use super::inspect::{SnapshotSubscription, SubscriptionView};
 use super::messages::*;
 use super::presentity::PresentityActor;
@@ -44,6 +45,10 @@ pub struct SubscriptionActor {
     /// The presentity was told this watcher is gone.
     left: bool,
     last_activity: Timestamp,
+    /// Messages handled that came through the presentity (the passivation handshake).
+    handled: u64,
+    /// When this actor last asked to be passivated.
+    asked: Timestamp,
 }
 
 impl SubscriptionActor {
@@ -59,24 +64,15 @@ impl SubscriptionActor {
         let shard = reply.shard.clone();
         let (core, first_effects) =
             Subscription::start(clock::now(), dialog, ctx.subscription, body);
-        let mailbox = ctx.mailbox_size;
-        SubscriptionActor::create(move |c| {
-            c.set_mailbox_capacity(mailbox);
-            SubscriptionActor {
-                core,
-                ctx,
-                presentity,
-                shard,
-                first_reply: Some(reply),
-                first_effects,
-                takeover: false,
-                in_flight: None,
-                timer: None,
-                gone: false,
-                left: false,
-                last_activity: clock::now(),
-            }
-        })
+        Self::spawn(
+            core,
+            ctx,
+            presentity,
+            shard,
+            Some(reply),
+            first_effects,
+            false,
+        )
     }
 
     /// Starts the actor of a dialog restored from the store: no 200 and no NOTIFY now; its
@@ -89,29 +85,55 @@ impl SubscriptionActor {
         ctx: Arc<NodeCtx>,
         takeover: bool,
     ) -> Addr<Self> {
-        if ctx.cseq_may_lag {
-            // Write-back: NOTIFYs sent after the last flush are not in the record. A gap is
-            // allowed by RFC 3261 §12.2.1.1, a step backwards is not.
-            dialog.local_cseq = dialog.local_cseq.saturating_add(CSEQ_RESTORE_GAP);
-        }
+        raise_restored_cseq(&mut dialog, &ctx);
         let mut core = Subscription::restore(dialog, ctx.subscription);
         core.set_body(body);
+        Self::spawn(core, ctx, presentity, shard, None, Vec::new(), takeover)
+    }
+
+    /// Starts the actor of a passivated dialog again (its state was in memory: the CSeq
+    /// continues exactly).
+    pub(crate) fn start_woken(
+        dialog: crate::presence::subscription::DialogState,
+        last_reply: Option<crate::presence::subscription::NotifyReply>,
+        body: Option<Body>,
+        shard: Addr<Shard>,
+        presentity: Addr<PresentityActor>,
+        ctx: Arc<NodeCtx>,
+    ) -> Addr<Self> {
+        let mut core = Subscription::wake(dialog, ctx.subscription, last_reply);
+        core.set_body(body);
+        Self::spawn(core, ctx, presentity, shard, None, Vec::new(), false)
+    }
+
+    fn spawn(
+        core: Subscription,
+        ctx: Arc<NodeCtx>,
+        presentity: Addr<PresentityActor>,
+        shard: Addr<Shard>,
+        first_reply: Option<Reply>,
+        first_effects: Vec<SubEffect>,
+        takeover: bool,
+    ) -> Addr<Self> {
         let mailbox = ctx.mailbox_size;
         SubscriptionActor::create(move |c| {
             c.set_mailbox_capacity(mailbox);
+            let now = clock::now();
             SubscriptionActor {
                 core,
                 ctx,
                 presentity,
                 shard,
-                first_reply: None,
-                first_effects: Vec::new(),
+                first_reply,
+                first_effects,
                 takeover,
                 in_flight: None,
                 timer: None,
                 gone: false,
                 left: false,
-                last_activity: clock::now(),
+                last_activity: now,
+                handled: 0,
+                asked: Timestamp(0),
             }
         })
     }
@@ -236,10 +258,14 @@ impl SubscriptionActor {
     }
 
     fn rearm(&mut self, ctx: &mut Context<Self>) {
-        let next = if self.gone {
+        let core_next = if self.gone {
             None
         } else {
             self.core.next_deadline()
+        };
+        let next = match (core_next, self.sleep_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         if self.timer.as_ref().map(|t| t.0) == next {
             return;
@@ -250,18 +276,50 @@ impl SubscriptionActor {
         if let Some(at) = next {
             let h = ctx.run_later(clock::now().until(at), |this, ctx| {
                 this.timer = None;
+                let now = clock::now();
                 let was_in_flight = this.core.notify_in_flight();
-                let fx = this.core.on_timer(clock::now());
+                let fx = this.core.on_timer(now);
                 if was_in_flight
                     && !this.core.notify_in_flight()
                     && this.core.last_reply().is_some_and(|r| r.status == 408)
                 {
                     this.ctx.metrics.notify_failed("timeout");
                 }
+                if fx.is_empty() && this.sleep_at().is_some_and(|t| t <= now) {
+                    this.ask_passivation(now, ctx);
+                }
                 this.apply(fx, ctx);
             });
             self.timer = Some((at, h));
         }
+    }
+
+    /// When this dialog may be passivated: `passivate_after` after its last activity (or
+    /// its last request), if it is quiet. Watcher-info dialogs and dialogs being set up or
+    /// torn down are never passivated.
+    fn sleep_at(&self) -> Option<Timestamp> {
+        let after = self.ctx.passivate_after?;
+        let d = self.core.dialog();
+        if self.gone
+            || self.first_reply.is_some()
+            || !self.core.is_quiescent()
+            || d.event.as_str().ends_with(".winfo")
+        {
+            return None;
+        }
+        Some(self.last_activity.max(self.asked).plus(after))
+    }
+
+    /// Asks the presentity to keep this dialog in its compact form and stop this actor.
+    fn ask_passivation(&mut self, now: Timestamp, ctx: &mut Context<Self>) {
+        self.asked = now;
+        let d = self.core.dialog();
+        self.presentity.do_send(Passivate {
+            tag: d.id.local_tag.clone(),
+            addr: ctx.address(),
+            handled: self.handled,
+            form: DormantSub::new(d, self.core.last_reply(), self.last_activity),
+        });
     }
 
     fn send_notify(&mut self, spec: &NotifySpec) {
@@ -331,6 +389,18 @@ impl SubscriptionActor {
     }
 }
 
+/// Write-back: NOTIFYs sent after the last flush are not in the record, so a restored
+/// dialog's CSeq jumps ahead. A gap is allowed by RFC 3261 §12.2.1.1, a step backwards is
+/// not.
+pub(crate) fn raise_restored_cseq(
+    dialog: &mut crate::presence::subscription::DialogState,
+    ctx: &NodeCtx,
+) {
+    if ctx.cseq_may_lag {
+        dialog.local_cseq = dialog.local_cseq.saturating_add(CSEQ_RESTORE_GAP);
+    }
+}
+
 /// The next hop of a NOTIFY: the first route (loose routing), else the remote target.
 /// Transport: the URI's `transport` parameter, else the one the SUBSCRIBE came over.
 fn next_hop(d: &crate::presence::subscription::DialogState) -> Option<Target> {
@@ -358,7 +428,7 @@ impl Actor for SubscriptionActor {
         let d = self.core.dialog();
         self.shard.do_send(RegisterDialog {
             tag: d.id.local_tag.clone(),
-            addr: ctx.address(),
+            addr: Some(ctx.address()),
             same_key: (d.presentity.clone(), d.id.call_id.clone()),
             event: d.event.clone(),
             watcher: d.watcher.clone(),
@@ -401,6 +471,7 @@ impl Handler<Refresh> for SubscriptionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Refresh, ctx: &mut Context<Self>) {
+        self.handled += 1;
         let Refresh {
             cseq,
             expires,
@@ -464,6 +535,7 @@ impl Handler<StateChanged> for SubscriptionActor {
     type Result = ();
 
     fn handle(&mut self, msg: StateChanged, ctx: &mut Context<Self>) {
+        self.handled += 1;
         if self.gone {
             return;
         }
@@ -526,6 +598,7 @@ impl Handler<Replaced> for SubscriptionActor {
     type Result = ();
 
     fn handle(&mut self, _: Replaced, ctx: &mut Context<Self>) {
+        self.handled += 1;
         self.unregister();
         self.rearm(ctx);
     }
@@ -558,6 +631,7 @@ impl Handler<SetStatus> for SubscriptionActor {
     type Result = ();
 
     fn handle(&mut self, msg: SetStatus, ctx: &mut Context<Self>) {
+        self.handled += 1;
         if self.gone {
             return;
         }
@@ -573,6 +647,7 @@ impl Handler<Disown> for SubscriptionActor {
     type Result = ();
 
     fn handle(&mut self, _: Disown, ctx: &mut Context<Self>) {
+        self.handled += 1;
         if self.gone {
             return;
         }

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 
-use super::messages::{SetStatus, StateChanged};
+use super::dormant::{DormantSub, Waker};
+use super::messages::{DialogMsg, Passivate, SetStatus, StateChanged};
 use super::subscription::SubscriptionActor;
 use crate::clock::Timestamp;
 use crate::ids::PresentityUri;
@@ -22,9 +23,46 @@ use crate::presence::package::Body;
 use crate::presence::packages::winfo::{document, DocState, WinfoWatcher};
 use crate::presence::subscription::SubStatus;
 
+/// How a watcher's dialog is held: a running actor, or passivated.
+pub(crate) enum SubHandle {
+    /// Its actor, and how many messages this presentity has sent it (the passivation
+    /// handshake compares it with the actor's count).
+    Live {
+        addr: Addr<SubscriptionActor>,
+        sent: u64,
+    },
+    /// Passivated.
+    Dormant(DormantSub),
+}
+
+impl SubHandle {
+    /// A freshly started actor.
+    pub(crate) fn live(addr: Addr<SubscriptionActor>) -> Self {
+        SubHandle::Live { addr, sent: 0 }
+    }
+
+    /// Sends `msg`, waking the dialog first (holding `body`) when it is passivated.
+    fn send<M>(&mut self, msg: M, waker: &Waker, body: &Option<Body>)
+    where
+        M: actix::Message<Result = ()> + Send + 'static,
+        SubscriptionActor: Handler<M>,
+    {
+        if let SubHandle::Dormant(d) = self {
+            let Some(addr) = waker.wake(d, body.clone()) else {
+                return;
+            };
+            *self = SubHandle::live(addr);
+        }
+        if let SubHandle::Live { addr, sent } = self {
+            addr.do_send(msg);
+            *sent += 1;
+        }
+    }
+}
+
 /// One watcher of the presentity's state.
 pub(crate) struct Watcher {
-    pub(crate) addr: Addr<SubscriptionActor>,
+    pub(crate) handle: SubHandle,
     pub(crate) uri: PresentityUri,
     pub(crate) status: WatcherStatus,
     /// Polite-block: sees only the neutral document.
@@ -115,14 +153,16 @@ impl Watchers {
         }
     }
 
-    /// Sends the state to every authorized watcher except `skip` (`sender_header`).
+    /// Sends the state to every authorized watcher except `skip` (`sender_header`), waking
+    /// passivated ones.
     pub(crate) fn fan_out(
-        &self,
+        &mut self,
         composed: &Option<Body>,
         neutral: &Body,
         skip: Option<&PresentityUri>,
+        waker: &Waker,
     ) {
-        for w in self.presence.values() {
+        for w in self.presence.values_mut() {
             if skip == Some(&w.uri) || !matches!(w.status, WatcherStatus::Active) {
                 continue;
             }
@@ -131,16 +171,22 @@ impl Watchers {
             } else {
                 composed.clone()
             };
-            w.addr.do_send(StateChanged {
-                body,
+            let msg = StateChanged {
+                body: body.clone(),
                 partial: None,
-            });
+            };
+            w.handle.send(msg, waker, &body);
         }
     }
 
     /// Re-sends the current state to every watcher (`presence.refreshWatchers`).
-    pub(crate) fn refresh_all(&self, composed: &Option<Body>, neutral: &Body) -> usize {
-        self.fan_out(composed, neutral, None);
+    pub(crate) fn refresh_all(
+        &mut self,
+        composed: &Option<Body>,
+        neutral: &Body,
+        waker: &Waker,
+    ) -> usize {
+        self.fan_out(composed, neutral, None, waker);
         self.presence.len()
     }
 
@@ -153,6 +199,7 @@ impl Watchers {
         neutral: &Body,
         now: Timestamp,
         resource: &PresentityUri,
+        waker: &Waker,
     ) -> usize {
         let mut changes = Vec::new();
         for (tag, w) in self.presence.iter_mut() {
@@ -174,11 +221,12 @@ impl Watchers {
                 (WatcherStatus::Active, false) => composed.clone(),
                 _ => None,
             };
-            w.addr.do_send(SetStatus {
+            let msg = SetStatus {
                 status: d.status.sub_status(),
                 reason: d.status.reason().map(str::to_string),
-                body,
-            });
+                body: body.clone(),
+            };
+            w.handle.send(msg, waker, &body);
             changes.push(winfo_entry(tag, w, now));
         }
         let n = changes.len();
@@ -186,6 +234,114 @@ impl Watchers {
             self.report(now, resource, changes);
         }
         n
+    }
+
+    /// Delivers a shard-routed message to dialog `tag` (waking it if passivated); gives the
+    /// message back if this presentity has no such dialog.
+    pub(crate) fn deliver(
+        &mut self,
+        tag: &str,
+        msg: DialogMsg,
+        composed: &Option<Body>,
+        neutral: &Body,
+        waker: &Waker,
+    ) -> Option<DialogMsg> {
+        if let Some(addr) = self.winfo.get(tag) {
+            match msg {
+                DialogMsg::Refresh(m) => addr.do_send(m),
+                DialogMsg::Replaced => addr.do_send(super::messages::Replaced),
+                DialogMsg::Disown(m) => addr.do_send(m),
+            }
+            return None;
+        }
+        let Some(w) = self.presence.get_mut(tag) else {
+            return Some(msg);
+        };
+        let body = if w.neutral {
+            Some(neutral.clone())
+        } else {
+            composed.clone()
+        };
+        match msg {
+            DialogMsg::Refresh(m) => w.handle.send(m, waker, &body),
+            DialogMsg::Replaced => w.handle.send(super::messages::Replaced, waker, &body),
+            DialogMsg::Disown(m) => w.handle.send(m, waker, &body),
+        }
+        None
+    }
+
+    /// Passivates the asking dialog if it is still this presentity's live watcher and has
+    /// handled everything sent to it; returns the actor to stop.
+    pub(crate) fn passivate(&mut self, p: Passivate) -> Option<Addr<SubscriptionActor>> {
+        let w = self.presence.get_mut(&p.tag)?;
+        match &w.handle {
+            SubHandle::Live { addr, sent } if *addr == p.addr && *sent == p.handled => {}
+            _ => return None,
+        }
+        w.handle = SubHandle::Dormant(p.form);
+        Some(p.addr)
+    }
+
+    /// The earliest expiry of a passivated dialog (its presentity wakes it then).
+    pub(crate) fn next_dormant_expiry(&self) -> Option<Timestamp> {
+        self.presence
+            .values()
+            .filter(|w| matches!(w.handle, SubHandle::Dormant(_)))
+            .map(|w| w.expires_at)
+            .min()
+    }
+
+    /// Wakes every passivated dialog that has expired by `now`: its actor ends it (final
+    /// NOTIFY, removal) as if it had never slept. Returns how many.
+    pub(crate) fn wake_expired(
+        &mut self,
+        now: Timestamp,
+        composed: &Option<Body>,
+        neutral: &Body,
+        waker: &Waker,
+    ) -> usize {
+        let mut n = 0;
+        let mut unreadable = Vec::new();
+        for (tag, w) in self.presence.iter_mut() {
+            if w.expires_at > now {
+                continue;
+            }
+            if let SubHandle::Dormant(d) = &w.handle {
+                let body = if w.neutral {
+                    Some(neutral.clone())
+                } else {
+                    composed.clone()
+                };
+                // The woken actor's expiry timer fires at once.
+                match waker.wake(d, body) {
+                    Some(addr) => {
+                        w.handle = SubHandle::live(addr);
+                        n += 1;
+                    }
+                    None => unreadable.push(tag.clone()),
+                }
+            }
+        }
+        for tag in unreadable {
+            self.presence.remove(&tag);
+        }
+        n
+    }
+
+    /// The passivated dialog `tag`, if it is one.
+    pub(crate) fn dormant(&self, tag: &str) -> Option<&DormantSub> {
+        match self.presence.get(tag).map(|w| &w.handle) {
+            Some(SubHandle::Dormant(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// How many watchers are passivated.
+    pub(crate) fn dormant_count(&self) -> usize {
+        self.presence
+            .values()
+            .filter(|w| matches!(w.handle, SubHandle::Dormant(_)))
+            .count()
     }
 
     /// The URIs of the state watchers (each once).

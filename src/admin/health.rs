@@ -80,7 +80,15 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     if let Ok(s) = stats(&state.api).await {
         let (p, d, t) = totals(&s);
         m.set_actors("presentity", i64::try_from(p).unwrap_or(i64::MAX));
-        m.set_actors("subscription", i64::try_from(d).unwrap_or(i64::MAX));
+        let z: usize = s.iter().map(|x| x.passivated).sum();
+        m.set_actors(
+            "subscription",
+            i64::try_from(d - z.min(d)).unwrap_or(i64::MAX),
+        );
+        m.set_actors(
+            "subscription_passivated",
+            i64::try_from(z).unwrap_or(i64::MAX),
+        );
         m.set_actors("transaction", i64::try_from(t).unwrap_or(i64::MAX));
     }
     m.sample_process();
@@ -119,12 +127,14 @@ mod tests {
             ShardStats {
                 presentities: 2,
                 subscriptions: 3,
+                passivated: 1,
                 transactions: 1,
                 last_activity: 0,
             },
             ShardStats {
                 presentities: 5,
                 subscriptions: 0,
+                passivated: 0,
                 transactions: 4,
                 last_activity: 9,
             },

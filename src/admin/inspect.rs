@@ -84,13 +84,14 @@ pub(crate) async fn actors(
     let Some(kind) = q.kind.as_deref() else {
         let s = stats(api).await.map_err(HttpError::Unavailable)?;
         let (p, d, t) = totals(&s);
+        let z: usize = s.iter().map(|x| x.passivated).sum();
         return Ok(json(
             StatusCode::OK,
             &json!({
                 "node": api.node_id().to_string(),
                 "kinds": {
                     "presentity": { "live": p },
-                    "subscription": { "live": d },
+                    "subscription": { "live": d - z.min(d), "passivated": z },
                     "transaction": { "live": t },
                     "shard": { "live": s.len() },
                 },
@@ -147,6 +148,7 @@ fn subscription_actor(s: Snapshot<SubscriptionView>) -> Value {
             "event": v.event,
             "notify_in_flight": v.notify_in_flight,
             "last_activity": v.last_activity,
+            "passivated": v.passivated,
         }),
         busy => busy_value("subscription", busy_key(&busy)),
     }

@@ -238,6 +238,29 @@ impl Subscription {
         }
     }
 
+    /// A dialog woken from its passivated form: as [`Subscription::restore`], keeping the
+    /// last NOTIFY reply it had (`$notify_reply`).
+    pub fn wake(
+        dialog: DialogState,
+        rules: SubscriptionRules,
+        last_reply: Option<NotifyReply>,
+    ) -> Self {
+        let mut sub = Subscription::restore(dialog, rules);
+        sub.last_reply = last_reply;
+        sub
+    }
+
+    /// Nothing is going on but waiting for expiry: no NOTIFY in flight or due, not
+    /// terminated. Only such a dialog may be passivated (its whole state is then the
+    /// [`DialogState`] and the last reply; a completed transaction only absorbs
+    /// retransmitted responses, which a passivated dialog drops just as well).
+    pub fn is_quiescent(&self) -> bool {
+        !self.notify_in_flight()
+            && !self.dirty
+            && !self.final_sent
+            && self.dialog.status != SubStatus::Terminated
+    }
+
     /// Sends a NOTIFY with the current state now (a dialog taken over from another node: the
     /// NOTIFY's Contact moves the watcher's remote target to this node, RFC 6665 §4.1.3).
     pub fn resend(&mut self, now: Timestamp) -> Vec<SubEffect> {

@@ -384,17 +384,24 @@ impl TestNode {
         v["result"].clone()
     }
 
+    /// `GET path` on the node's admin endpoint: the JSON answer (or the text as a JSON
+    /// string when it is not JSON, e.g. `/metrics`).
+    pub fn admin_get(&self, path: &str) -> serde_json::Value {
+        let admin = self.admin.expect("this TestNode has an admin endpoint");
+        let mut resp = http_agent()
+            .get(&format!("http://{admin}{path}"))
+            .call()
+            .expect("HTTP exchange");
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    }
+
     /// A JSON-RPC call; the whole response object.
     pub fn rpc_raw(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
         let admin = self.admin.expect("this TestNode has an admin endpoint");
         let body =
             serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(WAIT))
-            .build()
-            .into();
-        let mut resp = agent
+        let mut resp = http_agent()
             .post(&format!("http://{admin}/rpc"))
             .header("Content-Type", "application/json")
             .send(body.to_string())
@@ -402,4 +409,13 @@ impl TestNode {
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         serde_json::from_str(&text).expect("JSON-RPC answer")
     }
+}
+
+/// An HTTP client for the admin endpoint: non-2xx answers are answers, not errors.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(WAIT))
+        .build()
+        .into()
 }

@@ -51,6 +51,7 @@ impl Handler<UpdateWatchers> for PresentityActor {
             })
             .collect();
         let uri = self.core.uri().clone();
+        let waker = self.waker();
         let changed = self.watchers.reevaluate(
             |w| {
                 decisions
@@ -63,6 +64,7 @@ impl Handler<UpdateWatchers> for PresentityActor {
             &self.neutral,
             clock::now(),
             &uri,
+            &waker,
         );
         self.after_message(ctx);
         changed

@@ -6,7 +6,7 @@ use actix::prelude::*;
 
 use super::Shard;
 use crate::actors::inspect::*;
-use crate::actors::presentity::PresentityActor;
+use crate::actors::presentity::{PresentityActor, SnapshotDormant};
 use crate::actors::subscription::SubscriptionActor;
 use crate::ids::{EventKey, PresentityUri};
 
@@ -32,7 +32,7 @@ impl Handler<ListSubscriptions> for Shard {
 
     fn handle(&mut self, msg: ListSubscriptions, _: &mut Context<Self>) -> Self::Result {
         let f = msg.0;
-        let targets: Vec<(String, Addr<SubscriptionActor>)> = self
+        let targets: Vec<(String, DialogTarget)> = self
             .dialogs
             .iter()
             .filter(|(tag, d)| {
@@ -41,10 +41,60 @@ impl Handler<ListSubscriptions> for Shard {
                     && f.watcher.as_ref().is_none_or(|w| *w == d.watcher)
                     && f.event.as_ref().is_none_or(|e| *e == d.event)
             })
-            .map(|(tag, d)| (tag.clone(), d.addr.clone()))
+            .map(|(tag, d)| {
+                let live = d.addr.clone().filter(Addr::connected);
+                let presentity = self
+                    .presentities
+                    .get(&d.actor_key())
+                    .map(|e| e.addr.clone());
+                (tag.clone(), DialogTarget { live, presentity })
+            })
             .collect();
-        Box::pin(snapshots(targets, || SnapshotSubscription))
+        Box::pin(dialog_snapshots(targets))
     }
+}
+
+/// Where the view of one dialog comes from: its actor, or — passivated — its presentity.
+struct DialogTarget {
+    live: Option<Addr<SubscriptionActor>>,
+    presentity: Option<Addr<PresentityActor>>,
+}
+
+/// One snapshot per dialog, in turn, each bounded by [`SNAPSHOT_TIMEOUT`]. A dialog
+/// passivated (or ended) between the listing and its turn is asked of its presentity (or
+/// left out).
+async fn dialog_snapshots(targets: Vec<(String, DialogTarget)>) -> Vec<Snapshot<SubscriptionView>> {
+    let mut out = Vec::with_capacity(targets.len());
+    for (key, t) in targets {
+        if let Some(addr) = t.live {
+            match addr
+                .send(SnapshotSubscription)
+                .timeout(SNAPSHOT_TIMEOUT)
+                .await
+            {
+                Ok(v) => {
+                    out.push(Snapshot::Ready(v));
+                    continue;
+                }
+                Err(MailboxError::Timeout) => {
+                    out.push(Snapshot::Busy { key, state: "busy" });
+                    continue;
+                }
+                Err(MailboxError::Closed) => {} // passivated meanwhile
+            }
+        }
+        let Some(p) = t.presentity else { continue };
+        match p
+            .send(SnapshotDormant(key.clone()))
+            .timeout(SNAPSHOT_TIMEOUT)
+            .await
+        {
+            Ok(Some(v)) => out.push(Snapshot::Ready(v)),
+            Ok(None) | Err(MailboxError::Closed) => {} // ended meanwhile
+            Err(MailboxError::Timeout) => out.push(Snapshot::Busy { key, state: "busy" }),
+        }
+    }
+    out
 }
 
 impl Handler<Stats> for Shard {
@@ -54,6 +104,11 @@ impl Handler<Stats> for Shard {
         MessageResult(ShardStats {
             presentities: self.presentities.len(),
             subscriptions: self.dialogs.len(),
+            passivated: self
+                .dialogs
+                .values()
+                .filter(|d| !d.addr.as_ref().is_some_and(Addr::connected))
+                .count(),
             transactions: self.txns.len(),
             last_activity: self.last_activity.0,
         })

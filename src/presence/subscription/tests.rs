@@ -247,3 +247,36 @@ fn partial_documents_follow_the_first_full_one_unless_coalesced() {
     let fx = s.on_notify_response(t0, 2, 200, "OK");
     assert_eq!(notify(&fx).body, Some(body("full-4")));
 }
+
+#[test]
+fn quiescent_only_between_notifies_and_wake_continues_cseq_and_version() {
+    let t0 = Timestamp(1_000_000);
+    let (mut s, fx) = Subscription::start(t0, dialog(t0, 600, "tcp"), rules(), Some(body("a")));
+    assert_eq!(notify(&fx).cseq, 1);
+    assert!(!s.is_quiescent(), "a NOTIFY is in flight");
+    s.on_notify_response(t0.plus(std::time::Duration::from_millis(10)), 1, 200, "OK");
+    assert!(s.is_quiescent(), "nothing pending after the 200");
+
+    // Passivated form: the dialog state and the last reply; woken, it goes on.
+    let (d, reply) = (s.dialog().clone(), s.last_reply().cloned());
+    assert_eq!(reply.as_ref().map(|r| r.status), Some(200));
+    let mut w = Subscription::wake(d, rules(), reply);
+    assert!(w.is_quiescent());
+    assert_eq!(w.last_reply().map(|r| r.status), Some(200));
+    let fx = w.state_changed(
+        t0.plus(std::time::Duration::from_millis(20)),
+        Some(body("b")),
+    );
+    let n = notify(&fx);
+    assert_eq!(n.cseq, 2, "CSeq continues after waking");
+    assert_eq!(n.version, 1, "version continues after waking");
+    assert!(!w.is_quiescent());
+
+    // A terminated dialog is never quiescent.
+    w.on_notify_response(t0.plus(std::time::Duration::from_millis(25)), 2, 200, "OK");
+    assert!(w.is_quiescent());
+    let fx = w.end(t0.plus(std::time::Duration::from_millis(30)), "noresource");
+    assert_eq!(notify(&fx).state, SubStatus::Terminated);
+    w.on_notify_response(t0.plus(std::time::Duration::from_millis(35)), 3, 200, "OK");
+    assert!(!w.is_quiescent());
+}

@@ -1,0 +1,166 @@
+//! Passivation of subscription dialogs: the compact form a quiet dialog is kept in once its
+//! actor has stopped ([`DormantSub`]), and the [`Waker`] that starts an actor from it again.
+//!
+//! A dormant dialog is one versioned bincode record (the [`DialogState`] and the last NOTIFY
+//! reply) owned by its presentity actor, which routes every message for the dialog and wakes
+//! it on the first one (a state change, an in-dialog SUBSCRIBE, its expiry). Invariants:
+//! * only a quiescent dialog is passivated (no NOTIFY in flight or due, not terminated), so
+//!   the record is its whole state and waking it loses nothing;
+//! * the record is written by the dialog's own actor after its last message, and the
+//!   presentity accepts it only if it has sent that actor nothing since (see
+//!   [`crate::actors::messages::Passivate`]).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::context::NodeCtx;
+use super::presentity::PresentityActor;
+use super::shard::Shard;
+use super::subscription::SubscriptionActor;
+use crate::clock::Timestamp;
+use crate::codec::{self, CodecError};
+use crate::presence::package::Body;
+use crate::presence::subscription::{DialogState, NotifyReply};
+
+/// Record version of the dormant form.
+const DORMANT_V1: u8 = 1;
+
+#[derive(Serialize)]
+struct FormRef<'a> {
+    dialog: &'a DialogState,
+    last_reply: Option<&'a NotifyReply>,
+}
+
+#[derive(Deserialize)]
+struct Form {
+    dialog: DialogState,
+    last_reply: Option<NotifyReply>,
+}
+
+/// A passivated dialog: a few hundred bytes instead of a running actor.
+pub(crate) struct DormantSub {
+    bytes: Box<[u8]>,
+    /// When its actor last handled a message.
+    pub(crate) last_activity: Timestamp,
+}
+
+impl DormantSub {
+    /// The compact form of a dialog.
+    pub(crate) fn new(
+        dialog: &DialogState,
+        last_reply: Option<&NotifyReply>,
+        last_activity: Timestamp,
+    ) -> Self {
+        let bytes = codec::encode(DORMANT_V1, &FormRef { dialog, last_reply });
+        DormantSub {
+            bytes: bytes.into_boxed_slice(),
+            last_activity,
+        }
+    }
+
+    /// The dialog and its last NOTIFY reply.
+    pub(crate) fn open(&self) -> Result<(DialogState, Option<NotifyReply>), CodecError> {
+        let f: Form = codec::decode(DORMANT_V1, &self.bytes)?;
+        Ok((f.dialog, f.last_reply))
+    }
+
+    /// Bytes held.
+    #[cfg(test)]
+    pub(crate) fn size(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Starts the actor of a dormant dialog, on the presentity actor's thread.
+pub(crate) struct Waker {
+    pub(crate) shard: Addr<Shard>,
+    pub(crate) presentity: Addr<PresentityActor>,
+    pub(crate) ctx: Arc<NodeCtx>,
+}
+
+impl Waker {
+    /// A running actor for `d`, holding `body` as the current document; `None` (logged) if
+    /// the record cannot be read — a bug, since this process wrote it.
+    pub(crate) fn wake(
+        &self,
+        d: &DormantSub,
+        body: Option<Body>,
+    ) -> Option<Addr<SubscriptionActor>> {
+        match d.open() {
+            Ok((dialog, reply)) => Some(SubscriptionActor::start_woken(
+                dialog,
+                reply,
+                body,
+                self.shard.clone(),
+                self.presentity.clone(),
+                self.ctx.clone(),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "dormant subscription unreadable; dropped");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DialogId, EventKey, PresentityUri, UriMatch};
+    use crate::presence::subscription::SubStatus;
+
+    fn dialog() -> DialogState {
+        let uri = |s: &str| PresentityUri::parse(s, UriMatch::CaseSensitive).unwrap();
+        DialogState {
+            id: DialogId {
+                call_id: "a84b4c76e66710@pc33.example.com".into(),
+                remote_tag: "1928301774".into(),
+                local_tag: "5f0e8d3c9a1b2c4d-3".into(),
+            },
+            presentity: uri("sip:alice@example.com"),
+            event: EventKey::new("presence"),
+            event_id: None,
+            watcher: uri("sip:bob@example.com"),
+            to_uri: "sip:alice@example.com".into(),
+            from_uri: "sip:bob@example.com".into(),
+            contact: "sip:bob@127.0.0.1:5090;transport=udp".into(),
+            route_set: vec!["<sip:127.0.0.1:5070;lr>".into()],
+            local_contact: "sip:127.0.0.1:5060".into(),
+            remote_cseq: 7,
+            local_cseq: 12,
+            expires_at: Timestamp(1_800_000_000_000),
+            status: SubStatus::Active,
+            reason: None,
+            version: 11,
+            user_agent: Some("Linphone/5.2".into()),
+            transport: "udp".into(),
+            source: "127.0.0.1:5090".into(),
+        }
+    }
+
+    #[test]
+    fn dormant_form_round_trips_and_is_compact() {
+        let d = dialog();
+        let reply = NotifyReply {
+            status: 200,
+            reason: "OK".into(),
+        };
+        let z = DormantSub::new(&d, Some(&reply), Timestamp(5));
+        let (back, r) = z.open().unwrap();
+        assert_eq!(back, d);
+        assert_eq!(r, Some(reply));
+        assert_eq!(z.last_activity, Timestamp(5));
+        // Every string once plus lengths: far below the live actor's ~4 KB.
+        assert!(z.size() < 400, "{} bytes", z.size());
+    }
+
+    #[test]
+    fn a_damaged_form_is_an_error_not_a_panic() {
+        let mut z = DormantSub::new(&dialog(), None, Timestamp(0));
+        let n = z.bytes.len();
+        z.bytes[n / 2..].fill(0xff);
+        assert!(z.open().is_err());
+    }
+}

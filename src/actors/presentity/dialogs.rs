@@ -1,0 +1,146 @@
+//! The subscription dialogs of a presentity actor as the shard sees them: restored dialogs
+//! (straight into the passivated form when they are quiet), in-dialog messages routed
+//! through the presentity ([`ToDialog`]), the passivation handshake ([`Passivate`]) and the
+//! view of a passivated dialog for the debug endpoint ([`SnapshotDormant`]).
+
+use actix::prelude::*;
+
+use super::PresentityActor;
+use crate::actors::dormant::DormantSub;
+use crate::actors::inspect::SubscriptionView;
+use crate::actors::messages::*;
+use crate::actors::subscription::{raise_restored_cseq, SubscriptionActor};
+use crate::actors::watchers::{SubHandle, Watcher};
+use crate::clock;
+use crate::presence::authz::WatcherStatus;
+use crate::presence::subscription::SubStatus;
+
+/// Ask a presentity actor for the view of its passivated dialog `0` (`None`: it has no such
+/// passivated dialog).
+#[derive(Message)]
+#[rtype(result = "Option<SubscriptionView>")]
+pub struct SnapshotDormant(pub String);
+
+impl Handler<RestoreWatch> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreWatch, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        let now = clock::now();
+        let (mut d, takeover) = (msg.0, msg.1);
+        let tag = d.id.local_tag.clone();
+        let winfo = &d.event != self.core.event();
+        let status = match d.status {
+            SubStatus::Active => WatcherStatus::Active,
+            SubStatus::Pending => WatcherStatus::Pending,
+            SubStatus::Terminated => WatcherStatus::Terminated {
+                reason: d.reason.clone().unwrap_or_default(),
+            },
+        };
+        // A polite-blocked watcher is re-decided: the flag is not part of the stored dialog.
+        let neutral =
+            !winfo && status == WatcherStatus::Active && self.decide(&d.watcher).neutral_body;
+        let (uri, expires_at) = (d.watcher.clone(), d.expires_at);
+        // A quiet restored dialog goes straight to the passivated form: a restart with many
+        // subscriptions starts no actor per dialog (its presentity wakes it when needed).
+        let sleep = !winfo
+            && !takeover
+            && self.ctx.passivate_after.is_some()
+            && d.status != SubStatus::Terminated
+            && expires_at > now;
+        let handle = if sleep {
+            raise_restored_cseq(&mut d, &self.ctx);
+            let form = DormantSub::new(&d, None, now);
+            self.shard.do_send(RegisterDialog {
+                tag: tag.clone(),
+                addr: None,
+                same_key: (d.presentity.clone(), d.id.call_id.clone()),
+                event: d.event.clone(),
+                watcher: d.watcher.clone(),
+            });
+            SubHandle::Dormant(form)
+        } else {
+            let body = match (winfo, neutral) {
+                (true, _) => Some(self.watchers.winfo_full(now, self.core.uri())),
+                (false, true) => Some(self.neutral.clone()),
+                (false, false) => self.composed.clone(),
+            };
+            let addr = SubscriptionActor::start_restored(
+                d,
+                body,
+                self.shard.clone(),
+                ctx.address(),
+                self.ctx.clone(),
+                takeover,
+            );
+            if winfo {
+                self.watchers.add_winfo(tag, addr);
+                return self.after_message(ctx);
+            }
+            SubHandle::live(addr)
+        };
+        let w = Watcher {
+            handle,
+            uri,
+            status,
+            neutral,
+            since: now,
+            expires_at,
+            last_event: "subscribe",
+        };
+        self.watchers.add(tag, w, now, self.core.uri());
+        self.after_message(ctx);
+    }
+}
+
+impl Handler<ToDialog> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToDialog, ctx: &mut Context<Self>) {
+        self.handled += 1;
+        let waker = self.waker();
+        let left = self
+            .watchers
+            .deliver(&msg.tag, msg.msg, &self.composed, &self.neutral, &waker);
+        if let Some(DialogMsg::Refresh(r)) = left {
+            // Ended between the shard's lookup and now.
+            let resp = r.reply.response(481, "Call/Transaction Does Not Exist");
+            r.reply.send(resp);
+        }
+        self.after_message(ctx);
+    }
+}
+
+impl Handler<Passivate> for PresentityActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Passivate, ctx: &mut Context<Self>) {
+        if let Some(addr) = self.watchers.passivate(msg) {
+            self.ctx.metrics.subscription_passivated();
+            addr.do_send(Stop);
+            // The presentity's timer now also covers the dialog's expiry.
+            self.after_message(ctx);
+        }
+    }
+}
+
+impl Handler<SnapshotDormant> for PresentityActor {
+    type Result = MessageResult<SnapshotDormant>;
+
+    fn handle(&mut self, msg: SnapshotDormant, _: &mut Context<Self>) -> Self::Result {
+        let view = self.watchers.dormant(&msg.0).and_then(|z| {
+            let (d, reply) = z.open().ok()?;
+            let mut v = SubscriptionView::new(
+                &d,
+                reply.as_ref(),
+                false,
+                self.ctx.node_id.as_str(),
+                clock::now(),
+                z.last_activity,
+            );
+            v.passivated = true;
+            Some(v)
+        });
+        MessageResult(view)
+    }
+}
