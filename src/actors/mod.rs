@@ -35,7 +35,7 @@
 //!   `DialogGone`; the shard removes it (new in-dialog requests then get 481) and sends
 //!   `Stop`. So no message routed by a shard is ever lost in a stopping mailbox.
 //! * **Passivation** (`[node] passivate_after`): a subscription actor quiet for that long
-//!   (no NOTIFY in flight or due) sends its compact form ([`dormant::DormantSub`]) to its
+//!   (no NOTIFY in flight or due) sends its compact form (`dormant::DormantSub`) to its
 //!   presentity with the number of presentity-routed messages it has handled. The presentity
 //!   routes every message that changes a dialog (state changes, authorization changes, and —
 //!   forwarded by the shard as `ToDialog` — in-dialog SUBSCRIBEs, replacement, disowning),

@@ -46,7 +46,14 @@ impl OutResponse {
             to_has_tag: req.to.tag.is_some(),
             call_id: req.call_id.clone(),
             cseq: req.cseq.to_string(),
-            headers: Vec::new(),
+            // RFC 3261 §12.1.1: a response that creates a dialog carries the request's
+            // Record-Route, so that the watcher's route set includes the proxies. Copied into
+            // every response, as Kamailio's core does.
+            headers: req
+                .record_route
+                .iter()
+                .map(|r| ("Record-Route".to_string(), clean(r)))
+                .collect(),
             body: None,
         }
     }

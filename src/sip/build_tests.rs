@@ -251,3 +251,31 @@ fn notify_without_body_and_with_strict_router() {
     assert!(r.body.is_empty());
     assert_eq!(frame_length(&bytes, 65535), Ok(Some(bytes.len())));
 }
+
+#[test]
+fn response_mirrors_record_route_in_order() {
+    let with_rr = SUBSCRIBE.replace(
+        "Call-ID: sub-1\r\n",
+        "Record-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p3.example.com;lr>\r\nCall-ID: sub-1\r\n",
+    );
+    let req = request(&with_rr);
+    let r = response(&OutResponse::to(&req, 200, "OK", addr("10.0.0.5:5070")).encode(""));
+    let rr: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Record-Route"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        rr.join(", "),
+        "<sip:p1.example.com;lr>, <sip:p2.example.com;lr>, <sip:p3.example.com;lr>"
+    );
+    // Without Record-Route, none is invented.
+    let plain = response(
+        &OutResponse::to(&request(SUBSCRIBE), 200, "OK", addr("10.0.0.5:5070")).encode(""),
+    );
+    assert!(!plain
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("Record-Route")));
+}
