@@ -68,6 +68,25 @@ impl BinaryNode {
         path
     }
 
+    /// A memory-only node (`subs_db_mode = 0`) named `id` on a free UDP port, with a loopback
+    /// admin endpoint on a free port (returned), its data and config under `dir`.
+    pub fn start_with_admin(dir: &Path, id: &str) -> (BinaryNode, SocketAddr) {
+        let (sip, admin) = (free_port(), free_port());
+        let text = format!(
+            "[node]\nid = \"{id}\"\ndata_dir = \"{}\"\n\
+             [sip]\nlisten = [\"udp:127.0.0.1:{sip}\"]\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\nlevel = \"warn\"\n\
+             [presence]\nsubs_db_mode = 0\n",
+            dir.join("data").display()
+        );
+        let config = dir.join("presenced.toml");
+        std::fs::write(&config, text).unwrap();
+        (
+            BinaryNode::start(&config),
+            SocketAddr::from(([127, 0, 0, 1], admin)),
+        )
+    }
+
     /// Starts the binary on `config` and waits until it answers OPTIONS.
     pub fn start(config: &Path) -> BinaryNode {
         let text = std::fs::read_to_string(config).unwrap();

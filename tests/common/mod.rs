@@ -387,13 +387,10 @@ impl TestNode {
     /// `GET path` on the node's admin endpoint: the JSON answer (or the text as a JSON
     /// string when it is not JSON, e.g. `/metrics`).
     pub fn admin_get(&self, path: &str) -> serde_json::Value {
-        let admin = self.admin.expect("this TestNode has an admin endpoint");
-        let mut resp = http_agent()
-            .get(&format!("http://{admin}{path}"))
-            .call()
-            .expect("HTTP exchange");
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        admin_get_at(
+            self.admin.expect("this TestNode has an admin endpoint"),
+            path,
+        )
     }
 
     /// A JSON-RPC call; the whole response object.
@@ -418,4 +415,15 @@ pub fn http_agent() -> ureq::Agent {
         .timeout_global(Some(WAIT))
         .build()
         .into()
+}
+
+/// `GET path` on an admin endpoint at `admin`: the JSON answer (or the text as a JSON string
+/// when it is not JSON, e.g. `/metrics`).
+pub fn admin_get_at(admin: SocketAddr, path: &str) -> serde_json::Value {
+    let mut resp = http_agent()
+        .get(&format!("http://{admin}{path}"))
+        .call()
+        .expect("HTTP exchange with the admin endpoint");
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
 }
