@@ -21,7 +21,7 @@ use crate::ids::{ETag, EventKey, PresentityUri};
 use crate::presence::publication::Publication;
 use crate::presence::subscription::DialogState;
 use crate::store::flusher::GroupFlusher;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WatcherRecord};
 
 /// The store as the actors see it.
 #[derive(Clone, Default)]
@@ -112,6 +112,36 @@ impl Persistence {
             if let Err(e) = s.delete_subscription(&d.presentity, &d.event, &d.id) {
                 tracing::error!(dialog = %d.id, error = %e, "store: subscription not deleted");
             }
+        }
+    }
+
+    /// Records a watcher's authorization state (watchers table), with the subscriptions.
+    pub fn put_watcher(&self, uri: &PresentityUri, event: &EventKey, w: &WatcherRecord) {
+        if let (true, Some(s)) = (self.subscriptions, &self.store) {
+            if let Err(e) = s.put_watcher(uri, event, w) {
+                tracing::error!(presentity = %uri, watcher = %w.watcher, error = %e, "store: watcher not written");
+            }
+        }
+    }
+
+    /// Forgets a watcher of a presentity.
+    pub fn delete_watcher(&self, uri: &PresentityUri, event: &EventKey, watcher: &PresentityUri) {
+        if let (true, Some(s)) = (self.subscriptions, &self.store) {
+            if let Err(e) = s.delete_watcher(uri, event, watcher) {
+                tracing::error!(presentity = %uri, watcher = %watcher, error = %e, "store: watcher not deleted");
+            }
+        }
+    }
+
+    /// The stored watcher states of a presentity (empty without a store; a read error is
+    /// logged and treated as none).
+    pub fn watchers(&self, uri: &PresentityUri, event: &EventKey) -> Vec<WatcherRecord> {
+        match (self.subscriptions, &self.store) {
+            (true, Some(s)) => s.watchers(uri, event).unwrap_or_else(|e| {
+                tracing::error!(presentity = %uri, error = %e, "store: watchers not read");
+                Vec::new()
+            }),
+            _ => Vec::new(),
         }
     }
 

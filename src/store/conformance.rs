@@ -141,7 +141,64 @@ pub fn run(store: &dyn Store) {
     store.delete_rules(&alice).unwrap();
     assert_eq!(store.rules(&alice).unwrap(), None);
     assert_eq!(store.rules(&bob).unwrap().as_deref(), Some(&b"<b/>"[..]));
+    watchers(store);
     store.flush().unwrap();
+}
+
+/// Watcher states: per presentity and event, in watcher order, replaced, deleted; rule
+/// documents in the same tree are not listed as watchers.
+fn watchers(store: &dyn Store) {
+    let (alice, bob) = (uri("sip:alice@example.com"), uri("sip:bob@example.com"));
+    let presence = EventKey::new("presence");
+    let rec = |w: &str, status: &str| WatcherRecord {
+        watcher: uri(w),
+        status: status.to_string(),
+        reason: (status == "terminated").then(|| "rejected".to_string()),
+        inserted_at: Timestamp(1_700_000_000_000),
+        last_event: "subscribe".to_string(),
+    };
+    store.put_rules(&alice, b"<ruleset/>").unwrap();
+    assert!(store.watchers(&alice, &presence).unwrap().is_empty());
+    store
+        .put_watcher(&alice, &presence, &rec("sip:zoe@example.com", "pending"))
+        .unwrap();
+    store
+        .put_watcher(&alice, &presence, &rec("sip:carol@example.com", "active"))
+        .unwrap();
+    store
+        .put_watcher(
+            &alice,
+            &EventKey::new("dialog"),
+            &rec("sip:dan@example.com", "active"),
+        )
+        .unwrap();
+    store
+        .put_watcher(&bob, &presence, &rec("sip:erin@example.com", "active"))
+        .unwrap();
+    store
+        .put_watcher(&alice, &presence, &rec("sip:zoe@example.com", "terminated"))
+        .unwrap();
+    let got = store.watchers(&alice, &presence).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            rec("sip:carol@example.com", "active"),
+            rec("sip:zoe@example.com", "terminated")
+        ],
+        "only this presentity and event, in order, replaced, every field kept"
+    );
+    store
+        .delete_watcher(&alice, &presence, &uri("sip:carol@example.com"))
+        .unwrap();
+    store
+        .delete_watcher(&alice, &presence, &uri("sip:nobody@example.com"))
+        .unwrap();
+    assert_eq!(store.watchers(&alice, &presence).unwrap().len(), 1);
+    assert_eq!(
+        store.rules(&alice).unwrap().as_deref(),
+        Some(&b"<ruleset/>"[..])
+    );
+    store.delete_rules(&alice).unwrap();
 }
 
 /// Batched publication scan: key order, every record once, presentity and event read back.

@@ -276,6 +276,29 @@ mod tests {
         fn rules(&self, _: &PresentityUri) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(None)
         }
+        fn put_watcher(
+            &self,
+            _: &PresentityUri,
+            _: &EventKey,
+            _: &crate::store::WatcherRecord,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn delete_watcher(
+            &self,
+            _: &PresentityUri,
+            _: &EventKey,
+            _: &PresentityUri,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn watchers(
+            &self,
+            _: &PresentityUri,
+            _: &EventKey,
+        ) -> Result<Vec<crate::store::WatcherRecord>, StoreError> {
+            Ok(Vec::new())
+        }
         fn flush(&self) -> Result<usize, StoreError> {
             self.flush_started.fetch_add(1, SeqCst);
             let covered = self.writes.load(SeqCst);

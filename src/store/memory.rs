@@ -92,6 +92,45 @@ impl Store for MemoryStore {
         }
     }
 
+    fn put_watcher(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        w: &WatcherRecord,
+    ) -> Result<(), StoreError> {
+        let v = codec::encode(WATCHER_V1, w);
+        self.tables()
+            .watchers
+            .insert(watcher_key(presentity, event, &w.watcher), v);
+        Ok(())
+    }
+
+    fn delete_watcher(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        watcher: &PresentityUri,
+    ) -> Result<(), StoreError> {
+        self.tables()
+            .watchers
+            .remove(&watcher_key(presentity, event, watcher));
+        Ok(())
+    }
+
+    fn watchers(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<Vec<WatcherRecord>, StoreError> {
+        let prefix = watchers_prefix(presentity, event);
+        let t = self.tables();
+        t.watchers
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| codec::decode(WATCHER_V1, v).map_err(StoreError::from))
+            .collect()
+    }
+
     fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError> {
         let v = codec::encode(SUBSCRIPTION_V1, d);
         self.tables()

@@ -40,6 +40,26 @@ pub const PUBLICATION_V1: u8 = 1;
 pub const SUBSCRIPTION_V1: u8 = 1;
 /// Record version of stored rule documents.
 pub const RULES_V1: u8 = 1;
+/// Record version of stored watcher authorization states.
+pub const WATCHER_V1: u8 = 1;
+
+/// One watcher of a presentity and event as the watchers table keeps it (Kamailio's
+/// `watchers` table): its authorization status, why, and since when it watches. Feeds
+/// `presence.winfo` across restarts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WatcherRecord {
+    /// The watcher URI.
+    pub watcher: PresentityUri,
+    /// `active`, `pending`, `waiting` or `terminated`.
+    pub status: String,
+    /// Termination reason (`rejected`, …).
+    pub reason: Option<String>,
+    /// When the watcher first subscribed (ms since the epoch): winfo's
+    /// `duration-subscribed` counts from here.
+    pub inserted_at: crate::clock::Timestamp,
+    /// The last watcher-info event about it (`subscribe`, `approved`, …).
+    pub last_event: String,
+}
 
 /// One publication as a scan returns it: its presentity, its event and the record.
 pub type PublicationRow = (PresentityUri, EventKey, Publication);
@@ -83,6 +103,26 @@ pub trait Store: Send + Sync + 'static {
     fn delete_rules(&self, presentity: &PresentityUri) -> Result<(), StoreError>;
     /// A presentity's rule document.
     fn rules(&self, presentity: &PresentityUri) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores (replaces) a watcher's authorization state.
+    fn put_watcher(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        w: &WatcherRecord,
+    ) -> Result<(), StoreError>;
+    /// Forgets a watcher of a presentity (no error if absent).
+    fn delete_watcher(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        watcher: &PresentityUri,
+    ) -> Result<(), StoreError>;
+    /// The watchers of a presentity and event, in watcher-URI order.
+    fn watchers(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<Vec<WatcherRecord>, StoreError>;
     /// Inserts or replaces a subscription.
     fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError>;
     /// Removes a subscription (no error if absent).
@@ -126,6 +166,28 @@ pub fn presentity_prefix(uri: &PresentityUri, event: &EventKey) -> Vec<u8> {
 /// The key of a presentity's rule document in the watchers table.
 pub fn rules_key(presentity: &PresentityUri) -> Vec<u8> {
     join(&["rules", presentity.as_str()])
+}
+
+/// The key of a watcher's state in the watchers table (`watcher \0 presentity \0 event \0
+/// watcher-uri`: one prefix per presentity and event, apart from the rule documents).
+pub fn watcher_key(
+    presentity: &PresentityUri,
+    event: &EventKey,
+    watcher: &PresentityUri,
+) -> Vec<u8> {
+    join(&[
+        "watcher",
+        presentity.as_str(),
+        event.as_str(),
+        watcher.as_str(),
+    ])
+}
+
+/// The key prefix of the watcher states of one presentity and event.
+pub fn watchers_prefix(presentity: &PresentityUri, event: &EventKey) -> Vec<u8> {
+    let mut k = join(&["watcher", presentity.as_str(), event.as_str()]);
+    k.push(0);
+    k
 }
 
 /// The key of a subscription record.

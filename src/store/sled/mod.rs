@@ -221,6 +221,45 @@ impl Store for SledStore {
         }
     }
 
+    fn put_watcher(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        w: &WatcherRecord,
+    ) -> Result<(), StoreError> {
+        let v = codec::encode(WATCHER_V1, w);
+        self.watchers
+            .insert(watcher_key(presentity, event, &w.watcher), v)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_watcher(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        watcher: &PresentityUri,
+    ) -> Result<(), StoreError> {
+        self.watchers
+            .remove(watcher_key(presentity, event, watcher))
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn watchers(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+    ) -> Result<Vec<WatcherRecord>, StoreError> {
+        self.watchers
+            .scan_prefix(watchers_prefix(presentity, event))
+            .map(|entry| {
+                let (_, v) = entry.map_err(backend)?;
+                Ok(codec::decode(WATCHER_V1, &v)?)
+            })
+            .collect()
+    }
+
     fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError> {
         let v = codec::encode(SUBSCRIPTION_V1, d);
         self.subscriptions
