@@ -18,6 +18,7 @@
 //! | `presenced_notify_retransmitted_total` | counter | – |
 //! | `presenced_passivations_total` | counter | – (subscription dialogs passivated) |
 //! | `presenced_notify_failed_total` | counter | `reason` (`timeout`, `transport`, `rejected`, …) |
+//! | `presenced_limit_hits_total` | counter | `limit` (one per [`Limit`], all present from start) |
 //! | `presenced_actors` | gauge | `kind` (`presentity`, `subscription`, `transaction`, …) |
 //! | `presenced_mailbox_depth` | histogram | `kind` |
 //! | `presenced_store_flush_seconds` | histogram | – |
@@ -54,6 +55,73 @@ struct RequestLabels {
     status: u16,
 }
 
+/// A `[limits]` bound that was hit: the `limit` label of `presenced_limit_hits_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// `[sip] max_message_size`: an oversized UDP datagram dropped or a TCP message refused.
+    MessageSize,
+    /// `max_body_size`: a PUBLISH body refused with 413.
+    BodySize,
+    /// `max_publications_per_presentity`: a new publication refused with 503.
+    Publications,
+    /// `max_subscriptions_per_presentity`: a new SUBSCRIBE refused with 403.
+    Subscriptions,
+    /// `mailbox_size`: a request refused with 503 (or a response or ACK dropped) because a
+    /// mailbox was full.
+    Mailbox,
+    /// `max_server_transactions`: a request refused with 503 because the table was full.
+    Transactions,
+    /// `max_tcp_connections`: a TCP connection refused.
+    TcpConnections,
+    /// `tcp_idle_timeout`: an idle TCP connection closed.
+    TcpIdle,
+    /// `tcp_message_timeout`: a TCP connection closed because a message came too slowly.
+    TcpSlow,
+    /// `max_pending_notifies`: a new SUBSCRIBE refused with 503.
+    PendingNotifies,
+    /// `max_subscriptions_per_watcher`: a new SUBSCRIBE refused with 403.
+    WatcherSubscriptions,
+}
+
+impl Limit {
+    /// Every limit, in the order they are exposed.
+    pub const ALL: [Limit; 11] = [
+        Limit::MessageSize,
+        Limit::BodySize,
+        Limit::Publications,
+        Limit::Subscriptions,
+        Limit::Mailbox,
+        Limit::Transactions,
+        Limit::TcpConnections,
+        Limit::TcpIdle,
+        Limit::TcpSlow,
+        Limit::PendingNotifies,
+        Limit::WatcherSubscriptions,
+    ];
+
+    /// The label value (`message_size`, `tcp_slow`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::MessageSize => "message_size",
+            Limit::BodySize => "body_size",
+            Limit::Publications => "publications",
+            Limit::Subscriptions => "subscriptions",
+            Limit::Mailbox => "mailbox",
+            Limit::Transactions => "transactions",
+            Limit::TcpConnections => "tcp_connections",
+            Limit::TcpIdle => "tcp_idle",
+            Limit::TcpSlow => "tcp_slow",
+            Limit::PendingNotifies => "pending_notifies",
+            Limit::WatcherSubscriptions => "watcher_subscriptions",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
@@ -77,6 +145,7 @@ pub struct Metrics {
     notify_retransmitted: Counter,
     passivations: Counter,
     notify_failed: Family<ReasonLabels, Counter>,
+    limit_hits: Family<LimitLabels, Counter>,
     actors: Family<KindLabels, Gauge>,
     mailbox_depth: Family<KindLabels, Histogram, fn() -> Histogram>,
     store_flush: Histogram,
@@ -129,6 +198,16 @@ impl Metrics {
             "NOTIFY transactions that failed, by reason",
             notify_failed.clone(),
         );
+        let limit_hits = Family::<LimitLabels, Counter>::default();
+        for l in Limit::ALL {
+            // Present at 0 from the start, so a dashboard sees every limit.
+            drop(limit_hits.get_or_create(&LimitLabels { limit: l.as_str() }));
+        }
+        registry.register(
+            "presenced_limit_hits",
+            "Requests refused, datagrams dropped or connections closed because a limit was hit",
+            limit_hits.clone(),
+        );
         let actors = Family::<KindLabels, Gauge>::default();
         registry.register("presenced_actors", "Live actors by kind", actors.clone());
         let mailbox_depth =
@@ -160,6 +239,7 @@ impl Metrics {
             notify_retransmitted,
             passivations,
             notify_failed,
+            limit_hits,
             actors,
             mailbox_depth,
             store_flush,
@@ -205,6 +285,26 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// Counts one hit of `limit` (call once per refused request, dropped datagram or closed
+    /// connection, where the limit is enforced).
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits
+            .get_or_create(&LimitLabels {
+                limit: limit.as_str(),
+            })
+            .inc();
+    }
+
+    /// How many times `limit` was hit so far.
+    pub fn limit_hits(&self, limit: Limit) -> u64 {
+        self.limit_hits
+            .get(&LimitLabels {
+                limit: limit.as_str(),
+            })
+            .map(|c| c.get())
+            .unwrap_or(0)
     }
 
     /// Adds `delta` (±) to the live-actor gauge of `kind` (for actor kinds the shards do not
@@ -316,6 +416,30 @@ mod tests {
         assert!(text.contains("presenced_passivations_total 1"), "{text}");
         assert!(text.contains("presenced_notify_failed_total{reason=\"timeout\"} 1"));
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn limit_hits_are_counted_per_limit_and_all_exposed() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for l in Limit::ALL {
+            let line = format!("presenced_limit_hits_total{{limit=\"{}\"}} 0", l.as_str());
+            assert!(text.contains(&line), "{line} missing from {text}");
+        }
+        m.limit_hit(Limit::TcpSlow);
+        m.limit_hit(Limit::TcpSlow);
+        m.limit_hit(Limit::PendingNotifies);
+        assert_eq!(m.limit_hits(Limit::TcpSlow), 2);
+        assert_eq!(m.limit_hits(Limit::PendingNotifies), 1);
+        assert_eq!(m.limit_hits(Limit::TcpIdle), 0);
+        let text = m.encode();
+        assert!(
+            text.contains("presenced_limit_hits_total{limit=\"tcp_slow\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("presenced_limit_hits_total{limit=\"pending_notifies\"} 1"));
+        let labels: std::collections::HashSet<_> = Limit::ALL.iter().map(|l| l.as_str()).collect();
+        assert_eq!(labels.len(), Limit::ALL.len(), "labels are distinct");
     }
 
     #[test]

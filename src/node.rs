@@ -200,11 +200,16 @@ pub async fn start_with_hooks(
     };
     let p = &cfg.presence;
     let limits = &cfg.limits;
-    let tcp = TcpConnections::new(TcpLimits {
-        max_message_size: cfg.sip.max_message_size,
-        max_connections: limits.max_tcp_connections,
-        idle_timeout: Duration::from_secs(limits.tcp_idle_timeout.max(1)),
-    });
+    let metrics = Arc::new(Metrics::new());
+    let tcp = TcpConnections::new(
+        TcpLimits {
+            max_message_size: cfg.sip.max_message_size,
+            max_connections: limits.max_tcp_connections,
+            idle_timeout: Duration::from_secs(limits.tcp_idle_timeout.max(1)),
+            message_timeout: Duration::from_secs(limits.tcp_message_timeout.max(1)),
+        },
+        metrics.clone(),
+    );
     let server = format!("presenced/{}", env!("CARGO_PKG_VERSION"));
     let sender = SipSender::new(udp_send, tcp.clone(), server, tcp_addr);
     let server_address = p.server_address.clone().unwrap_or_else(|| {
@@ -222,7 +227,6 @@ pub async fn start_with_hooks(
     });
 
     let timers = Timers::default();
-    let metrics = Arc::new(Metrics::new());
     // The cluster: certificates are loaded now so a bad file stops the start early; the
     // link itself starts once the shards exist.
     let cluster = match cfg.cluster_enabled() {
@@ -270,6 +274,10 @@ pub async fn start_with_hooks(
         remove_match_full: p.subs_remove_match == config::SubsRemoveMatch::Dialog,
         delete_same_subs: p.delete_same_subs,
         max_subscriptions: limits.max_subscriptions_per_presentity,
+        max_subscriptions_per_watcher: limits.max_subscriptions_per_watcher,
+        watcher_subs: Default::default(),
+        max_pending_notifies: limits.max_pending_notifies,
+        pending_notifies: Default::default(),
         mailbox_size: limits.mailbox_size,
         max_transactions: (limits.max_server_transactions / p.pres_shards()).max(64),
         retry_after: limits.retry_after,
@@ -313,6 +321,7 @@ pub async fn start_with_hooks(
         p.sip_uri_match,
         sender.clone(),
         limits.retry_after,
+        metrics.clone(),
     ));
     tcp.set_dispatch(router.clone());
     crate::restore::restore(cfg, &persist, &api_shards)?;
@@ -356,6 +365,7 @@ pub async fn start_with_hooks(
                 cfg.sip.max_message_size,
                 router.clone(),
                 sender.clone(),
+                metrics.clone(),
                 shutdown_rx.clone(),
             ),
             Err(e) => tracing::error!(addr = ?local, error = %e, "UDP listener not started"),

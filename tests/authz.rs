@@ -277,3 +277,88 @@ fn watcher_info_reports_rejection_and_only_the_presentity_may_subscribe() {
     eve.send(&p);
     assert_eq!(eve.response("wp", "PUBLISH").status, 489);
 }
+
+/// SPEC §4: watcher states persist in the watchers table (status, reason, since, last
+/// watcher-info event), written as they change.
+#[test]
+fn watcher_states_are_kept_in_the_watchers_table() {
+    use presenced::ids::{EventKey, NodeId, PresentityUri, UriMatch};
+    use presenced::store::sled::{SledStore, Tables};
+    use presenced::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = format!(
+        "{ADMIN}[node]\ndata_dir = \"{}\"\n[presence]\nsubs_db_mode = 1\npubl_cache = 1\n\
+         [authorization]\ndefault_policy = \"pending\"\n",
+        data.display()
+    );
+    let node = TestNode::start(&cfg);
+    let mut w = UdpClient::new(node.udp);
+    w.send(&subscribe(ALICE, w.port(), "wt-1", 1, "Expires: 600\r\n"));
+    assert!(w.response("wt-1", "SUBSCRIBE").status < 300);
+    assert!(state(&w.notify("wt-1")).starts_with("pending"));
+    let doc = ruleset(&rule("a", "sip:watcher@example.com", "allow"));
+    node.rpc("presence.rules_set", json!([ALICE, doc]));
+    node.rpc("presence.updateWatchers", json!([ALICE, "presence"]));
+    assert!(state(&w.notify("wt-1")).starts_with("active"));
+    // A second watcher, then gone: its record goes with its last dialog.
+    let mut x = UdpClient::new(node.udp);
+    let as_xavier = |m: String| m.replace("<sip:watcher@example.com>", "<sip:xavier@example.com>");
+    x.send(&as_xavier(subscribe(
+        ALICE,
+        x.port(),
+        "wt-2",
+        1,
+        "Expires: 600\r\n",
+    )));
+    let ok = x.response("wt-2", "SUBSCRIBE");
+    x.notify("wt-2");
+    let tag = ok.to.tag.clone().expect("to-tag");
+    x.send(&as_xavier(resubscribe(ALICE, x.port(), "wt-2", 2, &tag, 0)));
+    assert_eq!(x.response("wt-2", "SUBSCRIBE").status, 200);
+    x.notify("wt-2");
+    drop(node); // shutdown: flushed and closed
+
+    let store = SledStore::open(&data, Tables::default(), &NodeId::new("node-1")).unwrap();
+    let alice = PresentityUri::parse(ALICE, UriMatch::CaseSensitive).unwrap();
+    let presence = EventKey::new("presence");
+    let recs = store.watchers(&alice, &presence).unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let mut r = recs[0].clone();
+    assert_eq!(r.watcher.as_str(), "sip:watcher@example.com");
+    assert_eq!(r.status, "active");
+    assert_eq!(r.last_event, "approved");
+    assert!(r.inserted_at.0 > 0);
+
+    // The table feeds watcher info across a restart: a watcher subscribed an hour ago (as
+    // the record says) shows an hour of `duration-subscribed` once its dialog is restored.
+    r.inserted_at = presenced::clock::Timestamp(r.inserted_at.0 - 3_600_000);
+    store.put_watcher(&alice, &presence, &r).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let node = TestNode::start(&cfg);
+    let mut a = UdpClient::new(node.udp);
+    a.send(&winfo_subscribe(&a, "wt-winfo"));
+    assert_eq!(a.response("wt-winfo", "SUBSCRIBE").status, 200);
+    let (_, st, body) = winfo(&a.notify("wt-winfo"));
+    assert_eq!(st, "full");
+    let at = body
+        .find("sip:watcher@example.com")
+        .expect("the restored watcher is listed");
+    let tag_start = body[..at]
+        .rfind("<watcher ")
+        .expect("its <watcher> element");
+    let elem = &body[tag_start..at];
+    let d = elem
+        .split("duration-subscribed=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("duration-subscribed in {elem}"));
+    assert!(
+        (3600..3700).contains(&d),
+        "duration-subscribed {d} in {body}"
+    );
+    assert!(elem.contains("status=\"active\""), "{elem}");
+}

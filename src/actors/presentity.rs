@@ -56,6 +56,9 @@ pub struct PresentityActor {
     shard: Addr<Shard>,
     /// Our own address, for the subscription actors we (re)start.
     me: Addr<PresentityActor>,
+    /// The watchers table's records of this presentity, read at the first restored dialog
+    /// (they give restored watchers their original `since` and last event).
+    stored_watchers: Option<HashMap<PresentityUri, crate::store::WatcherRecord>>,
     last_activity: Timestamp,
 }
 
@@ -97,6 +100,7 @@ impl PresentityActor {
                 timer: None,
                 shard,
                 me: c.address(),
+                stored_watchers: None,
                 last_activity: clock::now(),
             }
         })
@@ -169,6 +173,7 @@ impl PresentityActor {
     /// Re-arms the expiry timer and reports idleness after every message.
     fn after_message(&mut self, ctx: &mut Context<Self>) {
         self.last_activity = clock::now();
+        self.persist_watchers();
         let next = match (self.core.next_expiry(), self.watchers.next_dormant_expiry()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -198,6 +203,17 @@ impl PresentityActor {
                 addr: ctx.address(),
                 handled: self.handled,
             });
+        }
+    }
+
+    /// Writes the watchers-table records of the watchers whose state changed.
+    fn persist_watchers(&mut self) {
+        let (uri, event) = (self.core.uri(), self.core.event());
+        for w in self.watchers.take_dirty() {
+            match self.watchers.record(&w) {
+                Some(r) => self.ctx.persist.put_watcher(uri, event, &r),
+                None => self.ctx.persist.delete_watcher(uri, event, &w),
+            }
         }
     }
 
@@ -347,6 +363,9 @@ impl Handler<Publish> for PresentityActor {
                     resp = resp.header("Accept", accept.clone());
                 }
                 if e.status_code() == 503 {
+                    self.ctx
+                        .metrics
+                        .limit_hit(crate::metrics::Limit::Publications);
                     resp = resp.header("Retry-After", self.ctx.retry_after.to_string());
                 }
                 reply.send(resp);
@@ -362,6 +381,9 @@ impl Handler<Watch> for PresentityActor {
     fn handle(&mut self, msg: Watch, ctx: &mut Context<Self>) {
         self.handled += 1;
         if self.watchers.len() >= self.ctx.max_subscriptions {
+            self.ctx
+                .metrics
+                .limit_hit(crate::metrics::Limit::Subscriptions);
             let resp = msg.reply.response(403, "Too Many Subscriptions");
             msg.reply.send(resp);
             self.after_message(ctx);

@@ -1,15 +1,17 @@
 //! Routing of parsed messages to shards (see the module doc of [`crate::actors`]).
 //!
 //! The router runs on the transport's thread and does no I/O besides answering a request
-//! with 503 when its shard's mailbox is full.
+//! with 503 when its shard's mailbox is full (counted as a `mailbox` limit hit).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::messages::ToShard;
 use super::shard::Shard;
 use crate::ids::{mint_tag, PresentityUri, UriMatch};
+use crate::metrics::{Limit, Metrics};
 use crate::sip::{Message, Method, OutResponse};
 use crate::transport::{Dispatch, Inbound, SipSender};
 
@@ -19,21 +21,24 @@ pub struct Router {
     uri_match: UriMatch,
     sender: SipSender,
     retry_after: u32,
+    metrics: Arc<Metrics>,
 }
 
 impl Router {
-    /// A router over `shards` (index = shard number).
+    /// A router over `shards` (index = shard number); refusals are counted in `metrics`.
     pub fn new(
         shards: Vec<Addr<Shard>>,
         uri_match: UriMatch,
         sender: SipSender,
         retry_after: u32,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Router {
             shards,
             uri_match,
             sender,
             retry_after,
+            metrics,
         }
     }
 }
@@ -48,6 +53,10 @@ impl Dispatch for Router {
             SendError::Full(m) => (m, true),
             SendError::Closed(m) => (m, false),
         };
+        if full {
+            // A dropped response counts too: the shard was full either way.
+            self.metrics.limit_hit(Limit::Mailbox);
+        }
         let Message::Request(req) = &inbound.msg else {
             tracing::debug!(shard = idx, "response dropped: shard busy");
             return;

@@ -1,6 +1,8 @@
 //! [`Shard`]: ingress of the requests routed to it. Owns its server-transaction table, the
 //! registry of its presentity actors and subscription dialogs, and answers everything that
-//! needs no presentity state (OPTIONS, 405, 489, 423, 481, …).
+//! needs no presentity state (OPTIONS, 405, 489, 423, 481, …), including the node-wide
+//! admission limits on new SUBSCRIBEs (`max_pending_notifies`, `max_subscriptions_per_watcher`:
+//! each registered dialog holds a [`WatcherSlot`] for its watcher until its entry goes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,13 +10,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::context::NodeCtx;
+use super::context::{NodeCtx, WatcherSlot};
 use super::messages::*;
 use super::presentity::PresentityActor;
 use super::router::tag_for_shard;
 use super::subscription::SubscriptionActor;
 use crate::clock::{self, Timestamp};
 use crate::ids::{DialogId, EventKey, PresentityUri};
+use crate::metrics::Limit;
 use crate::presence::request::{publish_request, subscribe_request, Rejection};
 use crate::presence::subscription::{DialogState, SubStatus};
 use crate::sip::{Message, Method, Request, Response};
@@ -39,6 +42,8 @@ struct DialogEntry {
     presentity: PresentityUri,
     event: EventKey,
     watcher: PresentityUri,
+    /// Counts this dialog for its watcher (`max_subscriptions_per_watcher`) while it lives.
+    slot: WatcherSlot,
 }
 
 impl DialogEntry {
@@ -98,6 +103,7 @@ impl Shard {
                 return;
             }
             Verdict::Overloaded => {
+                self.ctx.metrics.limit_hit(Limit::Transactions);
                 let reply = self.reply(key, req, source, ctx);
                 let resp = reply
                     .response(503, "Service Unavailable")
@@ -153,7 +159,12 @@ impl Shard {
         let (req, _pkg) =
             match publish_request(reply.request(), &self.ctx.packages, &self.ctx.ingress) {
                 Ok(x) => x,
-                Err(rej) => return reply.reject(&rej),
+                Err(rej) => {
+                    if rej.status == 413 {
+                        self.ctx.metrics.limit_hit(Limit::BodySize);
+                    }
+                    return reply.reject(&rej);
+                }
             };
         let key = (req.presentity.clone(), req.event.clone());
         if let Err((m, status)) = self.send_to_presentity(key, Publish { req, reply }) {
@@ -195,6 +206,12 @@ impl Shard {
         if sub.event.as_str().ends_with(".winfo") && sub.watcher != sub.presentity {
             // RFC 3857 §5.2: watcher information is private to the presentity.
             return reply.reject(&rejection(403, "Forbidden"));
+        }
+        // Node-wide limits, before any presentity is involved (a replacement adds nothing).
+        let same = (sub.presentity.clone(), reply.request().call_id.clone());
+        let replaces = self.ctx.delete_same_subs && self.same_subs.contains_key(&same);
+        if let Some(rej) = self.ctx.admit_subscription(&sub.watcher, replaces) {
+            return reply.reject(&rej);
         }
         let req = reply.request();
         let local_tag = tag_for_shard(self.idx);
@@ -304,6 +321,9 @@ impl Shard {
     }
 
     fn refuse(&self, reply: Reply, status: u16) {
+        if status == 503 {
+            self.ctx.metrics.limit_hit(Limit::Mailbox);
+        }
         let reason = match status {
             481 => "Call/Transaction Does Not Exist",
             503 => "Service Unavailable",
@@ -443,11 +463,17 @@ impl Handler<RegisterDialog> for Shard {
         if self.ctx.delete_same_subs {
             self.same_subs.insert(msg.same_key.clone(), msg.tag.clone());
         }
+        // A woken dialog registers again under its tag: it keeps its slot.
+        let slot = match self.dialogs.remove(&msg.tag) {
+            Some(old) => old.slot,
+            None => self.ctx.watcher_subs.enter(msg.watcher.clone()),
+        };
         let entry = DialogEntry {
             addr: msg.addr,
             presentity: msg.same_key.0,
             event: msg.event,
             watcher: msg.watcher,
+            slot,
         };
         self.dialogs.insert(msg.tag, entry);
     }

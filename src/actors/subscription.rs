@@ -6,21 +6,20 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 
-use super::context::NodeCtx;
+use super::context::{NodeCtx, PendingNotify};
 use super::dormant::DormantSub;
 use super::inspect::{SnapshotSubscription, SubscriptionView};
 use super::messages::*;
 use super::presentity::PresentityActor;
 use super::replication::LocalSubscription;
 use super::shard::Shard;
+
+mod notify;
 use crate::clock::{self, Timestamp};
 use crate::events::NotifyReplyInfo;
-use crate::ids::mint_branch;
 use crate::presence::package::Body;
-use crate::presence::subscription::{NotifySpec, SubEffect, SubStatus, Subscription};
-use crate::sip::headers::{Event, SubscriptionState};
-use crate::sip::{encode_notify, NotifyParams};
-use crate::transport::{Proto, Target};
+use crate::presence::subscription::{SubEffect, SubStatus, Subscription};
+use crate::transport::Target;
 
 /// CSeq jump for dialogs restored in write-back mode (see [`SubscriptionActor::start_restored`]).
 const CSEQ_RESTORE_GAP: u32 = 1 << 16;
@@ -37,8 +36,10 @@ pub struct SubscriptionActor {
     /// Restored as a takeover from a node that is gone: NOTIFY at once, which also moves the
     /// watcher's remote target (our Contact) to this node.
     takeover: bool,
-    /// The NOTIFY in flight (for retransmission) and where it goes.
-    in_flight: Option<(Target, Bytes)>,
+    /// The NOTIFY in flight (for retransmission), where it goes, and its place in the
+    /// node's `max_pending_notifies` count (released when this is cleared or the actor
+    /// stops).
+    in_flight: Option<(Target, Bytes, PendingNotify)>,
     timer: Option<(Timestamp, SpawnHandle)>,
     /// Unregistered; waiting for the shard's `Stop`.
     gone: bool,
@@ -167,7 +168,7 @@ impl SubscriptionActor {
             match e {
                 SubEffect::Notify(spec) => self.send_notify(&spec),
                 SubEffect::Retransmit => {
-                    if let Some((target, bytes)) = &self.in_flight {
+                    if let Some((target, bytes, _)) = &self.in_flight {
                         self.ctx.metrics.notify_retransmitted();
                         self.ctx.sender.send_request(target, bytes.clone());
                     }
@@ -181,6 +182,10 @@ impl SubscriptionActor {
         }
         if self.core.dialog().status == SubStatus::Terminated {
             self.leave_presentity();
+        }
+        if !self.core.notify_in_flight() {
+            // Answered, timed out (Timer F) or never sent: no longer pending.
+            self.in_flight = None;
         }
         self.rearm(ctx);
     }
@@ -321,72 +326,6 @@ impl SubscriptionActor {
             form: DormantSub::new(d, self.core.last_reply(), self.last_activity),
         });
     }
-
-    fn send_notify(&mut self, spec: &NotifySpec) {
-        let d = self.core.dialog();
-        self.ctx.events.emit(
-            "notify",
-            d.presentity.as_str(),
-            d.event.as_str(),
-            serde_json::json!({"dialog": d.id.local_tag, "cseq": spec.cseq, "state": spec.state.as_str(), "reason": spec.reason, "body": spec.body.is_some()}),
-        );
-        let Some(target) = next_hop(d) else {
-            tracing::info!(dialog = %d.id, contact = %d.contact, "NOTIFY not sent: unusable remote target");
-            self.ctx.metrics.notify_failed("no_target");
-            return;
-        };
-        let Some(local) = self.ctx.sender.local_addr(target.proto) else {
-            tracing::info!(dialog = %d.id, "NOTIFY not sent: no listener for {}", target.proto.as_str());
-            self.ctx.metrics.notify_failed("transport");
-            return;
-        };
-        let mut event: Event = d
-            .event
-            .as_str()
-            .parse()
-            .unwrap_or_else(|_| Event::new(d.event.as_str()));
-        event.id = d.event_id.clone();
-        let state = match spec.state {
-            SubStatus::Active => SubscriptionState::active(spec.expires),
-            SubStatus::Pending => SubscriptionState::pending(spec.expires),
-            SubStatus::Terminated => {
-                SubscriptionState::terminated(spec.reason.as_deref().unwrap_or("timeout"))
-            }
-        };
-        let branch = mint_branch();
-        // Per-watcher post-processing (Kamailio's aux_body_processing), e.g. dialog `version`.
-        let processed = spec.body.as_ref().and_then(|b| {
-            let pkg = self.ctx.packages.find(&d.event)?;
-            pkg.aux_body(b, spec.version)
-        });
-        let body = processed
-            .as_ref()
-            .or(spec.body.as_ref())
-            .map(|b| (b.content_type.as_str(), &b.bytes[..]));
-        let params = NotifyParams {
-            request_uri: &d.contact,
-            route: &d.route_set,
-            via_transport: target.proto.via_name(),
-            via_host: &local.ip().to_string(),
-            via_port: local.port(),
-            branch: &branch,
-            from_uri: &d.to_uri,
-            from_tag: &d.id.local_tag,
-            to_uri: &d.from_uri,
-            to_tag: &d.id.remote_tag,
-            call_id: &d.id.call_id,
-            cseq: spec.cseq,
-            contact: &self.ctx.server_address,
-            event: &event,
-            subscription_state: &state,
-            body,
-            extra_headers: &[],
-        };
-        let bytes = encode_notify(&params, self.ctx.sender.server_header());
-        self.ctx.sender.send_request(&target, bytes.clone());
-        self.ctx.metrics.notify_sent();
-        self.in_flight = Some((target, bytes));
-    }
 }
 
 /// Write-back: NOTIFYs sent after the last flush are not in the record, so a restored
@@ -399,26 +338,6 @@ pub(crate) fn raise_restored_cseq(
     if ctx.cseq_may_lag {
         dialog.local_cseq = dialog.local_cseq.saturating_add(CSEQ_RESTORE_GAP);
     }
-}
-
-/// The next hop of a NOTIFY: the first route (loose routing), else the remote target.
-/// Transport: the URI's `transport` parameter, else the one the SUBSCRIBE came over.
-fn next_hop(d: &crate::presence::subscription::DialogState) -> Option<Target> {
-    let uri = match d.route_set.first() {
-        Some(r) => r
-            .trim()
-            .trim_start_matches('<')
-            .split('>')
-            .next()
-            .unwrap_or(""),
-        None => d.contact.as_str(),
-    };
-    let default = if d.transport == "tcp" {
-        Proto::Tcp
-    } else {
-        Proto::Udp
-    };
-    Target::from_uri(uri, default)
 }
 
 impl Actor for SubscriptionActor {

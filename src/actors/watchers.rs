@@ -22,6 +22,7 @@ use crate::presence::authz::{neutral_pidf, Decision, WatcherStatus};
 use crate::presence::package::Body;
 use crate::presence::packages::winfo::{document, DocState, WinfoWatcher};
 use crate::presence::subscription::SubStatus;
+use crate::store::WatcherRecord;
 
 /// How a watcher's dialog is held: a running actor, or passivated.
 pub(crate) enum SubHandle {
@@ -78,6 +79,8 @@ pub(crate) struct Watcher {
 pub(crate) struct Watchers {
     presence: HashMap<String, Watcher>,
     winfo: HashMap<String, Addr<SubscriptionActor>>,
+    /// Watcher URIs whose authorization state changed since [`Watchers::take_dirty`].
+    dirty: Vec<PresentityUri>,
 }
 
 impl Watchers {
@@ -109,6 +112,7 @@ impl Watchers {
             return self.report(now, resource, vec![change]);
         }
         let change = winfo_entry(&tag, &w, now);
+        self.dirty.push(w.uri.clone());
         self.presence.insert(tag, w);
         self.report(now, resource, vec![change]);
     }
@@ -142,6 +146,7 @@ impl Watchers {
         w.status = WatcherStatus::Terminated {
             reason: reason.unwrap_or("deactivated").to_string(),
         };
+        self.dirty.push(w.uri.clone());
         let change = winfo_entry(tag, &w, now);
         self.report(now, resource, vec![change]);
     }
@@ -216,6 +221,7 @@ impl Watchers {
             };
             w.status = d.status.clone();
             w.neutral = d.neutral_body;
+            self.dirty.push(w.uri.clone());
             let body = match (&d.status, d.neutral_body) {
                 (WatcherStatus::Active, true) => Some(neutral.clone()),
                 (WatcherStatus::Active, false) => composed.clone(),
@@ -342,6 +348,31 @@ impl Watchers {
             .values()
             .filter(|w| matches!(w.handle, SubHandle::Dormant(_)))
             .count()
+    }
+
+    /// The watcher URIs whose state changed since the last call (each once).
+    pub(crate) fn take_dirty(&mut self) -> Vec<PresentityUri> {
+        let mut v = std::mem::take(&mut self.dirty);
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The watchers-table record of `uri` (from its oldest dialog), `None` when it has no
+    /// dialog left.
+    pub(crate) fn record(&self, uri: &PresentityUri) -> Option<WatcherRecord> {
+        let w = self
+            .presence
+            .values()
+            .filter(|w| &w.uri == uri)
+            .min_by_key(|w| w.since)?;
+        Some(WatcherRecord {
+            watcher: w.uri.clone(),
+            status: w.status.as_str().to_string(),
+            reason: w.status.reason().map(str::to_string),
+            inserted_at: w.since,
+            last_event: w.last_event.to_string(),
+        })
     }
 
     /// The URIs of the state watchers (each once).

@@ -21,12 +21,20 @@ pub struct LimitsConfig {
         deserialize_with = "ranged::<_, usize, 1, 1048576>"
     )]
     pub mailbox_size: usize,
-    /// Subscriptions one presentity (URI, event) may have; more are answered 503.
+    /// Subscriptions one presentity (URI, event) may have; more are answered
+    /// `403 Too Many Subscriptions`.
     #[serde(
         default = "default_max_subscriptions",
         deserialize_with = "ranged::<_, usize, 1, COUNT_MAX>"
     )]
     pub max_subscriptions_per_presentity: usize,
+    /// Subscription dialogs one watcher URI may hold on this node (over every presentity and
+    /// event); more are answered `403 Too Many Subscriptions`.
+    #[serde(
+        default = "default_max_subscriptions_per_watcher",
+        deserialize_with = "ranged::<_, usize, 1, COUNT_MAX>"
+    )]
+    pub max_subscriptions_per_watcher: usize,
     /// Live publications (ETags) one presentity may have; more are answered 503.
     #[serde(
         default = "default_max_publications",
@@ -51,8 +59,16 @@ pub struct LimitsConfig {
         deserialize_with = "ranged::<_, u64, 1, 86400>"
     )]
     pub tcp_idle_timeout: u64,
-    /// NOTIFYs waiting to be sent (in flight or coalesced) across the node; above it, new
-    /// SUBSCRIBEs are answered 503.
+    /// Seconds a TCP message may take to arrive whole, from its first byte (slow-read /
+    /// slowloris bound: `tcp_idle_timeout` restarts on every read); slower is closed.
+    #[serde(
+        default = "default_tcp_message_timeout",
+        deserialize_with = "ranged::<_, u64, 1, 86400>"
+    )]
+    pub tcp_message_timeout: u64,
+    /// NOTIFY transactions in flight across the node; at it, new SUBSCRIBEs are answered
+    /// 503 + Retry-After (existing subscriptions keep being served: their changes are
+    /// coalesced while a NOTIFY is in flight).
     #[serde(
         default = "default_max_pending_notifies",
         deserialize_with = "ranged::<_, usize, 1, COUNT_MAX>"
@@ -78,10 +94,12 @@ impl Default for LimitsConfig {
         LimitsConfig {
             mailbox_size: default_mailbox_size(),
             max_subscriptions_per_presentity: default_max_subscriptions(),
+            max_subscriptions_per_watcher: default_max_subscriptions_per_watcher(),
             max_publications_per_presentity: default_max_publications(),
             max_body_size: default_max_body_size(),
             max_tcp_connections: default_max_tcp_connections(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
+            tcp_message_timeout: default_tcp_message_timeout(),
             max_pending_notifies: default_max_pending_notifies(),
             max_server_transactions: default_max_server_transactions(),
             retry_after: default_retry_after(),
@@ -95,6 +113,9 @@ fn default_mailbox_size() -> usize {
 fn default_max_subscriptions() -> usize {
     10_000
 }
+fn default_max_subscriptions_per_watcher() -> usize {
+    10_000
+}
 fn default_max_publications() -> usize {
     64
 }
@@ -106,6 +127,9 @@ fn default_max_tcp_connections() -> usize {
 }
 fn default_tcp_idle_timeout() -> u64 {
     120
+}
+fn default_tcp_message_timeout() -> u64 {
+    10
 }
 fn default_max_pending_notifies() -> usize {
     100_000
@@ -127,11 +151,16 @@ mod tests {
         assert_eq!(l.mailbox_size, 16);
         assert_eq!(l.retry_after, 2);
         assert_eq!(l.max_body_size, 65_536);
+        assert_eq!(l.tcp_message_timeout, 10);
+        assert_eq!(l.max_subscriptions_per_watcher, 10_000);
         for key in [
             "mailbox_size",
             "max_tcp_connections",
             "retry_after",
             "tcp_idle_timeout",
+            "tcp_message_timeout",
+            "max_subscriptions_per_watcher",
+            "max_pending_notifies",
         ] {
             let e = toml::from_str::<LimitsConfig>(&format!("{key} = 0")).unwrap_err();
             assert!(
@@ -139,5 +168,16 @@ mod tests {
                 "{key}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn new_limits_parse_and_are_bounded() {
+        let l: LimitsConfig =
+            toml::from_str("tcp_message_timeout = 1\nmax_subscriptions_per_watcher = 2").unwrap();
+        assert_eq!(l.tcp_message_timeout, 1);
+        assert_eq!(l.max_subscriptions_per_watcher, 2);
+        let e = toml::from_str::<LimitsConfig>("tcp_message_timeout = 86401").unwrap_err();
+        assert!(e.message().contains("from 1 to 86400"), "{e}");
+        assert!(toml::from_str::<LimitsConfig>("tcp_message_timeout = \"10\"").is_err());
     }
 }

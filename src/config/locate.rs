@@ -6,6 +6,9 @@
 //! nearest `[table]` header the table. It handles the forms our files use (tables, dotted
 //! keys, multi-line arrays); for anything else it returns `None` and the caller falls back to
 //! line and column.
+//!
+//! Invariant: the value of a secret key (`[admin] token`, however it is written: in a table,
+//! dotted or in an inline table) is never quoted; the location reads `[admin] token = <redacted>`.
 
 use std::ops::Range;
 
@@ -51,11 +54,22 @@ pub(crate) fn locate(src: &str, span: Range<usize>) -> Option<String> {
         })?;
     let value = one_line(spanned);
     let path = path_display(table_above(src, line_start), key);
+    if is_secret(&path) {
+        return Some(format!("{path} = <redacted>"));
+    }
     if value.is_empty() {
         Some(path)
     } else {
         Some(format!("{path} = {value}"))
     }
+}
+
+/// Whether the key at `path` (as [`path_display`] writes it) holds a secret. Matched on the
+/// last key alone, so an inline table (`admin = { token = … }`) is covered too.
+fn is_secret(path: &str) -> bool {
+    const SECRET_KEYS: [&str; 1] = ["token"];
+    let last = path.rsplit([' ', '.']).next().unwrap_or(path);
+    SECRET_KEYS.contains(&last)
 }
 
 /// The key at the start of `line` when it reads `key = …` (dotted keys kept whole).
@@ -148,6 +162,27 @@ mod tests {
         assert_eq!(locate(src, at(src, "zz")).as_deref(), Some("[presence] zz"));
         let src = "[zz]\na = 1\n";
         assert_eq!(locate(src, 1..3).as_deref(), Some("[zz]"));
+    }
+
+    #[test]
+    fn secret_values_are_never_quoted() {
+        for (src, needle) in [
+            ("[admin]\ntoken = 12345\n", "12345"),
+            ("admin.token = 12345\n", "12345"),
+            ("admin = { listen = \"\", token = 12345 }\n", "12345"),
+            ("[admin]\ntoken = [\n  \"s3cr3t\",\n]\n", "\"s3cr3t\""),
+        ] {
+            let shown = locate(src, at(src, needle)).unwrap_or_default();
+            assert!(shown.ends_with("token = <redacted>"), "{src}: {shown}");
+            assert!(!shown.contains(needle.trim_matches('"')), "{src}: {shown}");
+        }
+        assert_eq!(
+            locate("[admin]\ntoken = 1\n", 8..13).as_deref(),
+            Some("[admin] token"),
+            "the key span alone is fine"
+        );
+        assert!(!is_secret("[admin] listen"));
+        assert!(is_secret("[admin] token"));
     }
 
     #[test]

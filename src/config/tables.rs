@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::values::{
-    listen_list, opt_header_name, opt_non_empty, ranged, socket_addr_or_empty, ListenAddr, Proto,
+    listen_list, opt_header_name, ranged, socket_addr_or_empty, ListenAddr, Proto,
 };
 use crate::ids::NodeId;
 
@@ -174,8 +174,8 @@ fn default_policy() -> DefaultPolicy {
     DefaultPolicy::Allow
 }
 
-/// `[admin]`: the debug/admin HTTP endpoint.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+/// `[admin]`: the debug/admin HTTP endpoint. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address of the endpoint; `None` (written `""`) disables it.
@@ -186,8 +186,34 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// If set, every request needs `Authorization: Bearer <token>`; required when `listen`
     /// is not a loopback address.
-    #[serde(default, deserialize_with = "opt_non_empty")]
+    #[serde(default, deserialize_with = "secret_token")]
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `[admin] token`: a non-empty string. Its errors never quote the value, whatever its type
+/// (serde's own "invalid type: integer `12345`" would): it is a secret.
+fn secret_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Other(de::IgnoredAny),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Text(s) if !s.is_empty() => Ok(Some(s)),
+        Raw::Text(_) | Raw::Other(_) => Err(de::Error::custom(
+            "allowed: a non-empty string (the value is not shown: it is a secret)",
+        )),
+    }
 }
 
 impl Default for AdminConfig {
@@ -288,6 +314,57 @@ mod tests {
         assert_eq!(a.listen.map(|s| s.port()), Some(9000));
         assert!(toml::from_str::<AdminConfig>("listen = \"localhost:80\"").is_err());
         assert!(toml::from_str::<AdminConfig>("token = \"\"").is_err());
+    }
+
+    #[test]
+    fn admin_token_errors_never_quote_the_value() {
+        for bad in [
+            "token = 12345",
+            "token = 12345.5",
+            "token = true",
+            "token = [\"s3cr3t\"]",
+            "token = { v = \"s3cr3t\" }",
+            "token = 1979-05-27",
+            "admin.token = 12345",
+            "admin = { token = 12345 }",
+        ] {
+            // Dotted and inline forms sit at the top level, before any table header.
+            let text = if bad.starts_with("admin") {
+                format!("{bad}\n[node]\nid = \"n1\"\n")
+            } else {
+                format!("[node]\nid = \"n1\"\n[admin]\n{bad}\n")
+            };
+            let e = crate::config::Config::from_toml_str(&text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !e.contains("12345")
+                    && !e.contains("s3cr3t")
+                    && !e.contains("true")
+                    && !e.contains("1979"),
+                "{bad}: {e}"
+            );
+            assert!(e.contains("token"), "the error names the key: {e}");
+        }
+        let ok: AdminConfig = toml::from_str("token = \"s3cr3t\"").unwrap();
+        assert_eq!(ok.token.as_deref(), Some("s3cr3t"));
+    }
+
+    #[test]
+    fn admin_debug_redacts_the_token() {
+        let a: AdminConfig = toml::from_str("token = \"s3cr3t\"").unwrap();
+        let shown = format!(
+            "{a:?} {:?}",
+            crate::config::Config {
+                admin: a.clone(),
+                ..Default::default()
+            }
+        );
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("token: Some(\"<redacted>\")"), "{shown}");
+        assert!(shown.contains("listen: Some(127.0.0.1:8080)"), "{shown}");
+        let none = format!("{:?}", AdminConfig::default());
+        assert!(none.contains("token: None"), "{none}");
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! TCP: the listener, one reader task and one writer task per connection, framing by
-//! Content-Length (RFC 3261 §18.3), an idle timeout and a connection cap.
+//! Content-Length (RFC 3261 §18.3), an idle timeout, a whole-message deadline and a
+//! connection cap.
+//!
+//! Invariants: a connection holds at most one partial message (≤ `max_message_size`), and
+//! that message is complete within `message_timeout` of its first byte or the connection is
+//! closed — so a client trickling bytes (slowloris) cannot hold a connection longer than
+//! that, whatever the idle timeout. Every refusal and timeout is counted in
+//! `presenced_limit_hits_total`.
 //!
 //! [`TcpConnections`] is the table of open connections (accepted and opened by us), so that
 //! responses go back on the connection a request came on and NOTIFYs reuse an open connection
@@ -12,12 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::{handle_bytes, ConnId, Dispatch, Proto, SipSender, Source};
+use crate::metrics::{Limit, Metrics};
 use crate::sip::{frame_length, FrameError};
 
 /// Per-connection limits (`[limits]`, `[sip] max_message_size`).
@@ -27,8 +37,10 @@ pub struct TcpLimits {
     pub max_message_size: usize,
     /// Open connections at most; further accepts are closed at once.
     pub max_connections: usize,
-    /// A connection with no complete message for this long is closed.
+    /// A connection that reads nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// A message not complete this long after its first byte closes the connection.
+    pub message_timeout: Duration,
 }
 
 /// The table of open TCP connections.
@@ -42,6 +54,7 @@ struct Shared {
     next_id: AtomicU64,
     limits: TcpLimits,
     dispatch: Mutex<Option<Arc<dyn Dispatch>>>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -54,14 +67,15 @@ struct Table {
 const WRITE_QUEUE: usize = 1024;
 
 impl TcpConnections {
-    /// An empty table.
-    pub fn new(limits: TcpLimits) -> Self {
+    /// An empty table; limit hits are counted in `metrics`.
+    pub fn new(limits: TcpLimits, metrics: Arc<Metrics>) -> Self {
         TcpConnections {
             inner: Arc::new(Shared {
                 table: Mutex::new(Table::default()),
                 next_id: AtomicU64::new(1),
                 limits,
                 dispatch: Mutex::new(None),
+                metrics,
             }),
         }
     }
@@ -125,6 +139,7 @@ impl TcpConnections {
         {
             let mut t = lock(&self.inner.table);
             if t.by_id.len() >= self.inner.limits.max_connections {
+                self.inner.metrics.limit_hit(Limit::TcpConnections);
                 tracing::warn!(%peer, limit = self.inner.limits.max_connections,
                     "TCP connection refused: connection limit reached");
                 return None;
@@ -167,11 +182,14 @@ impl TcpConnections {
             return;
         };
         let mut buf = BytesMut::with_capacity(8192);
+        let mut clock = MessageClock::default();
         loop {
             // Hand over every complete message already buffered.
+            let mut consumed = false;
             loop {
                 match frame_length(&buf, limits.max_message_size) {
                     Ok(Some(n)) => {
+                        consumed = true;
                         let frame = buf.split_to(n);
                         if frame.iter().all(|b| *b == b'\r' || *b == b'\n') {
                             continue; // keep-alive CRLFs (RFC 5626 §3.5.1)
@@ -180,15 +198,21 @@ impl TcpConnections {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        if matches!(e, FrameError::TooLarge { .. }) {
+                            self.inner.metrics.limit_hit(Limit::MessageSize);
+                        }
                         reject_stream(&buf, e, source, &sender);
                         return;
                     }
                 }
             }
+            let now = Instant::now();
+            clock.after_framing(consumed, !buf.is_empty(), now);
+            let wait = clock.wait(now, limits.idle_timeout, limits.message_timeout);
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(8192);
             }
-            let read_once = tokio::time::timeout(limits.idle_timeout, read.read_buf(&mut buf));
+            let read_once = tokio::time::timeout(wait, read.read_buf(&mut buf));
             match read_once.await {
                 Ok(Ok(0)) => return,
                 Ok(Ok(_)) => {}
@@ -197,11 +221,51 @@ impl TcpConnections {
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(%source, "TCP connection idle; closed");
+                    if clock.overdue(Instant::now(), limits.message_timeout) {
+                        self.inner.metrics.limit_hit(Limit::TcpSlow);
+                        tracing::debug!(%source, len = buf.len(),
+                            "TCP message incomplete after tcp_message_timeout; closed");
+                    } else {
+                        self.inner.metrics.limit_hit(Limit::TcpIdle);
+                        tracing::debug!(%source, "TCP connection idle; closed");
+                    }
                     return;
                 }
             }
         }
+    }
+}
+
+/// The slow-read deadline of one connection: when the first byte of the message now being
+/// received arrived. Pure (the caller passes `now`).
+#[derive(Debug, Default)]
+struct MessageClock {
+    started: Option<Instant>,
+}
+
+impl MessageClock {
+    /// After framing: `consumed` when complete messages were taken off the buffer, `pending`
+    /// when bytes remain (the start of the next message, which began `now` at the latest).
+    fn after_framing(&mut self, consumed: bool, pending: bool, now: Instant) {
+        if !pending {
+            self.started = None;
+        } else if consumed || self.started.is_none() {
+            self.started = Some(now);
+        }
+    }
+
+    /// How long the next read may wait: the idle timeout, cut short by the message deadline.
+    fn wait(&self, now: Instant, idle: Duration, message: Duration) -> Duration {
+        match self.started {
+            Some(t) => idle.min((t + message).saturating_duration_since(now)),
+            None => idle,
+        }
+    }
+
+    /// Whether the message being received is past its deadline.
+    fn overdue(&self, now: Instant, message: Duration) -> bool {
+        self.started
+            .is_some_and(|t| now.saturating_duration_since(t) >= message)
     }
 }
 
@@ -279,4 +343,53 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock only means another thread panicked while holding it; the table itself
     // is always consistent between statements, so keep going.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(120);
+    const MSG: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn message_clock_starts_at_first_byte_and_survives_trickling() {
+        let t0 = Instant::now();
+        let mut c = MessageClock::default();
+        assert_eq!(
+            c.wait(t0, IDLE, MSG),
+            IDLE,
+            "empty buffer: idle timeout only"
+        );
+        c.after_framing(false, true, t0);
+        // One more byte each second: the deadline stays where the first byte put it.
+        for s in 1..10 {
+            let now = t0 + Duration::from_secs(s);
+            c.after_framing(false, true, now);
+            assert_eq!(c.wait(now, IDLE, MSG), MSG - Duration::from_secs(s));
+            assert!(!c.overdue(now, MSG));
+        }
+        let late = t0 + MSG;
+        assert_eq!(c.wait(late, IDLE, MSG), Duration::ZERO);
+        assert!(c.overdue(late, MSG));
+    }
+
+    #[test]
+    fn message_clock_restarts_per_message() {
+        let t0 = Instant::now();
+        let mut c = MessageClock::default();
+        c.after_framing(false, true, t0);
+        // A complete message consumed with the next one's first bytes left over.
+        let t1 = t0 + Duration::from_secs(8);
+        c.after_framing(true, true, t1);
+        assert!(!c.overdue(t0 + MSG, MSG));
+        assert_eq!(c.wait(t1, IDLE, MSG), MSG);
+        // Everything consumed: no deadline at all.
+        c.after_framing(true, false, t1);
+        assert!(!c.overdue(t1 + IDLE, MSG));
+        assert_eq!(
+            c.wait(t1, Duration::from_secs(3), MSG),
+            Duration::from_secs(3)
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The UDP listener: one receive loop per socket. Oversized datagrams are dropped with a log
-//! line (SPEC §2 `max_message_size`); everything else goes through [`super::handle_bytes`].
+//! line (SPEC §2 `max_message_size`) and counted (`presenced_limit_hits_total{limit=
+//! "message_size"}`); everything else goes through [`super::handle_bytes`].
 
 use std::sync::Arc;
 
@@ -7,14 +8,16 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::{handle_bytes, Dispatch, Proto, SipSender, Source};
+use crate::metrics::{Limit, Metrics};
 
 /// Spawns the receive loop of `socket` on the current arbiter. It ends when `shutdown` turns
-/// true or the socket fails.
+/// true or the socket fails. Oversized datagrams are counted in `metrics`.
 pub fn spawn_udp_listener(
     socket: UdpSocket,
     max_message_size: usize,
     dispatch: Arc<dyn Dispatch>,
     sender: SipSender,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     actix_rt::spawn(async move {
@@ -40,6 +43,7 @@ pub fn spawn_udp_listener(
                 conn: None,
             };
             if n > max_message_size {
+                metrics.limit_hit(Limit::MessageSize);
                 tracing::info!(%source, limit = max_message_size, "dropped oversized UDP datagram");
                 continue;
             }

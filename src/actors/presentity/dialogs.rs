@@ -12,8 +12,10 @@ use crate::actors::messages::*;
 use crate::actors::subscription::{raise_restored_cseq, SubscriptionActor};
 use crate::actors::watchers::{SubHandle, Watcher};
 use crate::clock;
+use crate::ids::PresentityUri;
 use crate::presence::authz::WatcherStatus;
 use crate::presence::subscription::SubStatus;
+use crate::store::WatcherRecord;
 
 /// Ask a presentity actor for the view of its passivated dialog `0` (`None`: it has no such
 /// passivated dialog).
@@ -79,17 +81,50 @@ impl Handler<RestoreWatch> for PresentityActor {
             }
             SubHandle::live(addr)
         };
+        let stored = self.stored_watcher(&uri);
         let w = Watcher {
             handle,
             uri,
             status,
             neutral,
-            since: now,
+            since: stored.as_ref().map_or(now, |r| r.inserted_at.min(now)),
             expires_at,
-            last_event: "subscribe",
+            last_event: stored.map_or("subscribe", |r| winfo_event(&r.last_event)),
         };
         self.watchers.add(tag, w, now, self.core.uri());
         self.after_message(ctx);
+    }
+}
+
+impl PresentityActor {
+    /// The watchers-table record of `watcher`, read once per actor.
+    fn stored_watcher(&mut self, watcher: &PresentityUri) -> Option<WatcherRecord> {
+        let (uri, event) = (self.core.uri(), self.core.event());
+        let persist = &self.ctx.persist;
+        self.stored_watchers
+            .get_or_insert_with(|| {
+                persist
+                    .watchers(uri, event)
+                    .into_iter()
+                    .map(|r| (r.watcher.clone(), r))
+                    .collect()
+            })
+            .get(watcher)
+            .cloned()
+    }
+}
+
+/// A stored watcher-info event name as the `'static` one of RFC 3857 §4.2.1.
+fn winfo_event(e: &str) -> &'static str {
+    match e {
+        "approved" => "approved",
+        "deactivated" => "deactivated",
+        "probation" => "probation",
+        "rejected" => "rejected",
+        "timeout" => "timeout",
+        "giveup" => "giveup",
+        "noresource" => "noresource",
+        _ => "subscribe",
     }
 }
 
