@@ -258,4 +258,29 @@ mod tests {
         assert_eq!(a.as_str().len(), 32);
         assert!(mint_branch().starts_with("z9hG4bK"));
     }
+
+    /// No ETag is predictable from the previous ones: 2,000 consecutive ETags are distinct,
+    /// and each differs from its predecessor in about half of its 128 bits (a counter or a
+    /// weak generator would differ in a few), with every bit position taking both values.
+    #[test]
+    fn etags_are_not_predictable_from_previous_ones() {
+        let bits = |e: &ETag| u128::from_str_radix(e.as_str(), 16).expect("hex");
+        let v: Vec<u128> = (0..2000).map(|_| bits(&ETag::mint())).collect();
+        let mut uniq = v.clone();
+        uniq.sort_unstable();
+        uniq.dedup();
+        assert_eq!(uniq.len(), v.len(), "an ETag repeated");
+        let flips: Vec<u32> = v.windows(2).map(|w| (w[0] ^ w[1]).count_ones()).collect();
+        let mean = f64::from(flips.iter().sum::<u32>()) / flips.len() as f64;
+        assert!((60.0..68.0).contains(&mean), "mean bit flips {mean}");
+        assert!(
+            flips.iter().all(|&f| f >= 20),
+            "two consecutive ETags nearly equal"
+        );
+        let (or, and) = v
+            .iter()
+            .fold((0u128, u128::MAX), |(o, a), x| (o | x, a & x));
+        assert_eq!(or, u128::MAX, "some bit is always 0");
+        assert_eq!(and, 0, "some bit is always 1");
+    }
 }
