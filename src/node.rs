@@ -291,8 +291,13 @@ pub async fn start_with_hooks(
         events: events.clone(),
         notify_reply_hook: hooks.notify_reply.clone(),
         replication: cluster.as_ref().map(|(a, _)| a.clone()),
-        passivate_after: (cfg.node.passivate_after > 0)
-            .then(|| std::time::Duration::from_secs(cfg.node.passivate_after)),
+        // DB-only: a dialog's actor stops as soon as the dialog is quiet.
+        passivate_after: if persist.db_only() {
+            Some(std::time::Duration::ZERO)
+        } else {
+            (cfg.node.passivate_after > 0)
+                .then(|| std::time::Duration::from_secs(cfg.node.passivate_after))
+        },
         metrics: metrics.clone(),
     });
 

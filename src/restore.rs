@@ -34,12 +34,12 @@ pub fn open(cfg: &Config) -> Result<Persistence, OpenError> {
     };
     let store = SledStore::open(&cfg.node.data_dir, tables, &cfg.node.id)?;
     let write_through = p.subs_db_mode == SubsDbMode::WriteThrough;
-    Ok(Persistence::new(
-        Arc::new(store),
-        publications,
-        subscriptions,
-        write_through,
-    ))
+    let persist = Persistence::new(Arc::new(store), publications, subscriptions, write_through);
+    Ok(if p.subs_db_mode == SubsDbMode::DbOnly {
+        persist.with_db_only()
+    } else {
+        persist
+    })
 }
 
 /// What a restore found.

@@ -13,7 +13,10 @@ use serde_json::Value;
 use common::*;
 
 const ALICE: &str = "sip:alice@example.com";
-const CFG: &str = "[node]\npassivate_after = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+/// Memory mode explicitly (passivation into the in-memory compact form; DB-only mode has its
+/// own test below).
+const CFG: &str = "[node]\npassivate_after = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                   [presence]\nsubs_db_mode = 0\n";
 
 fn get(node: &TestNode, path: &str) -> Value {
     node.admin_get(path)
@@ -141,4 +144,78 @@ fn a_dialog_with_a_notify_in_flight_is_not_passivated() {
     assert_eq!(v["notify_in_flight"], true, "{v}");
     // And it still retransmits (Timer E): the actor is alive.
     assert!(b.try_notify("pz-b", WAIT).is_some(), "retransmission");
+}
+
+/// DB-only mode (`subs_db_mode = 3`): a dialog's actor stops as soon as the dialog is quiet
+/// and nothing of it stays in memory but its watcher entry; every message reads it back from
+/// sled, and the watcher sees the same CSeqs and documents as in any other mode.
+#[test]
+fn db_only_dialogs_are_read_back_from_the_store_for_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[node]\ndata_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [presence]\nsubs_db_mode = 3\nnotifier_processes = 0\npubl_cache = 1\n",
+        dir.path().join("data").display()
+    );
+    let node = TestNode::start(&cfg);
+    let mut w = UdpClient::new(node.udp);
+    w.send(&subscribe(ALICE, w.port(), "db-1", 1, "Expires: 60\r\n"));
+    let ok = w.response("db-1", "SUBSCRIBE");
+    assert_eq!(ok.status, 200);
+    let tag = ok.to.tag.clone().expect("to-tag");
+    assert_eq!(w.notify("db-1").cseq.seq, 1);
+    // No passivate_after needed: asleep as soon as the NOTIFY is answered; its view is read
+    // from the store.
+    let v = wait_view(&node, &tag, "passivated", passivated);
+    assert_eq!(v["local_cseq"], 1, "{v}");
+    assert_eq!(v["callid"], "db-1", "{v}");
+
+    for round in 0..3u32 {
+        let mut p = UdpClient::new(node.udp);
+        let basic = if round % 2 == 0 { "open" } else { "closed" };
+        let cid = format!("db-p{round}");
+        p.send(&publish(
+            ALICE,
+            p.port(),
+            &cid,
+            1,
+            "Expires: 60\r\n",
+            &pidf(ALICE, "t1", basic),
+        ));
+        assert_eq!(p.response(&cid, "PUBLISH").status, 200);
+        let n = w.notify("db-1");
+        assert_eq!(
+            n.cseq.seq,
+            2 + round,
+            "CSeq continues from the stored record"
+        );
+        assert!(String::from_utf8_lossy(&n.body).contains(&format!("<basic>{basic}</basic>")));
+        wait_view(&node, &tag, "passivated again", passivated);
+    }
+    // An in-dialog refresh reads it back too.
+    w.send(&resubscribe(ALICE, w.port(), "db-1", 2, &tag, 60));
+    assert_eq!(w.response("db-1", "SUBSCRIBE").status, 200);
+    let n = w.notify("db-1");
+    assert_eq!(n.cseq.seq, 5);
+    assert!(String::from_utf8_lossy(&n.body).contains("<basic>open</basic>"));
+    let actors = get(&node, "/debug/actors");
+    assert_eq!(
+        actors["kinds"]["subscription"]["passivated"]
+            .as_u64()
+            .unwrap_or(0)
+            + actors["kinds"]["subscription"]["live"]
+                .as_u64()
+                .unwrap_or(0),
+        1,
+        "{actors}"
+    );
+    // Un-subscribe: read back, ended, gone from the store.
+    w.send(&resubscribe(ALICE, w.port(), "db-1", 3, &tag, 0));
+    assert_eq!(w.response("db-1", "SUBSCRIBE").status, 200);
+    let fin = w.notify("db-1");
+    assert!(fin
+        .header("Subscription-State")
+        .unwrap()
+        .starts_with("terminated"));
+    assert_eq!(fin.cseq.seq, 6);
 }

@@ -379,3 +379,40 @@ fn refresh_without_body_does_not_notify() {
     assert_eq!(c.response("nb", "PUBLISH").status, 200);
     assert!(c.try_notify("nb-w", Duration::from_millis(700)).is_none());
 }
+
+/// Write-through: removing a presentity's last publication leaves its actor idle, and the
+/// shard may stop it while the flush runs — the 200 must still go out (it once did not).
+#[test]
+fn write_through_answers_the_removal_of_the_last_publication() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(&format!(
+        "[node]\ndata_dir = \"{}\"\n[presence]\nsubs_db_mode = 1\npubl_cache = 1\n",
+        dir.path().join("data").display()
+    ));
+    let mut c = UdpClient::new(node.udp);
+    let p = c.port();
+    for round in 0..5 {
+        let cid = format!("wt-rm{round}");
+        c.send(&publish(
+            ALICE,
+            p,
+            &cid,
+            1,
+            "Expires: 60\r\n",
+            &pidf(ALICE, "t1", "open"),
+        ));
+        let r = c.response(&cid, "PUBLISH");
+        assert_eq!(r.status, 200);
+        let etag = r.header("SIP-ETag").unwrap().to_string();
+        c.send(&publish(
+            ALICE,
+            p,
+            &cid,
+            2,
+            &format!("SIP-If-Match: {etag}\r\nExpires: 0\r\n"),
+            "",
+        ));
+        let r = c.response(&cid, "PUBLISH");
+        assert_eq!((r.status, r.header("Expires")), (200, Some("0")), "remove");
+    }
+}

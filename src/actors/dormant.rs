@@ -1,5 +1,6 @@
-//! Passivation of subscription dialogs: the compact form a quiet dialog is kept in once its
-//! actor has stopped ([`DormantSub`]), and the [`Waker`] that starts an actor from it again.
+//! Passivation of subscription dialogs: how a presentity holds a dialog ([`SubHandle`]:
+//! running, passivated in compact form, or — DB-only mode — in the store only), the compact
+//! form itself ([`DormantSub`]), and the [`Waker`] that starts an actor from it again.
 //!
 //! A dormant dialog is one versioned bincode record (the [`DialogState`] and the last NOTIFY
 //! reply) owned by its presentity actor, which routes every message for the dialog and wakes
@@ -103,6 +104,92 @@ impl Waker {
             }
         }
     }
+}
+
+/// A message waiting for a dialog that is being read back from the store.
+pub(crate) type Deliver = Box<dyn FnOnce(&Addr<SubscriptionActor>)>;
+
+/// How a presentity holds one of its watchers' dialogs.
+pub(crate) enum SubHandle {
+    /// Its actor, and how many messages this presentity has sent it (the passivation
+    /// handshake compares it with the actor's count).
+    Live {
+        addr: Addr<SubscriptionActor>,
+        sent: u64,
+    },
+    /// Passivated, in compact form.
+    Dormant(DormantSub),
+    /// DB-only mode: passivated, in the store only.
+    Stored,
+    /// DB-only mode: being read back from the store; its messages wait here, in order.
+    Loading(Vec<Deliver>),
+}
+
+impl SubHandle {
+    /// A freshly started actor.
+    pub(crate) fn live(addr: Addr<SubscriptionActor>) -> Self {
+        SubHandle::Live { addr, sent: 0 }
+    }
+
+    /// Passivated (either way): no actor runs.
+    pub(crate) fn is_asleep(&self) -> bool {
+        matches!(self, SubHandle::Dormant(_) | SubHandle::Stored)
+    }
+
+    /// Sends `msg`, waking a passivated dialog first (holding `body`). Returns `true` when
+    /// the dialog must now be read back from the store (DB-only): the caller starts the read
+    /// and calls [`SubHandle::loaded`] with the new actor; `msg` waits until then.
+    #[must_use]
+    pub(crate) fn send<M>(&mut self, msg: M, waker: &Waker, body: &Option<Body>) -> bool
+    where
+        M: actix::Message<Result = ()> + Send + 'static,
+        SubscriptionActor: Handler<M>,
+    {
+        match self {
+            SubHandle::Dormant(d) => match waker.wake(d, body.clone()) {
+                Some(addr) => *self = SubHandle::live(addr),
+                None => return false,
+            },
+            SubHandle::Stored => {
+                *self = SubHandle::Loading(vec![deliver(msg)]);
+                return true;
+            }
+            SubHandle::Loading(queue) => {
+                queue.push(deliver(msg));
+                return false;
+            }
+            SubHandle::Live { .. } => {}
+        }
+        if let SubHandle::Live { addr, sent } = self {
+            addr.do_send(msg);
+            *sent += 1;
+        }
+        false
+    }
+
+    /// The dialog read back from the store runs as `addr`: the waiting messages go to it.
+    pub(crate) fn loaded(&mut self, addr: Addr<SubscriptionActor>) {
+        let queue = match std::mem::replace(self, SubHandle::Stored) {
+            SubHandle::Loading(q) => q,
+            other => {
+                *self = other;
+                return;
+            }
+        };
+        let sent = queue.len() as u64;
+        for f in queue {
+            f(&addr);
+        }
+        *self = SubHandle::Live { addr, sent };
+    }
+}
+
+fn deliver<M>(msg: M) -> Deliver
+where
+    M: actix::Message<Result = ()> + Send + 'static,
+    SubscriptionActor: Handler<M>,
+{
+    Box::new(move |a: &Addr<SubscriptionActor>| a.do_send(msg))
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //!   flushed before the 2xx (group commit: concurrent requests share one flush); `2`
 //!   (write-back) → written to the store's memory buffers at once and made durable by the
 //!   node's flush every `db_update_period` and at shutdown.
+//! * `subs_db_mode = 3` (DB-only) → written and flushed as in write-through, and the store is
+//!   the only copy: a dialog's actor stops as soon as the dialog is quiet and its presentity
+//!   keeps no copy; every message for it reads it back ([`Persistence::load_subscription`],
+//!   on the blocking pool).
 //! * Write-through also covers publications: with `subs_db_mode = 1` a PUBLISH 2xx leaves
 //!   only after its change is on disk.
 //!
@@ -31,6 +35,7 @@ pub struct Persistence {
     publications: bool,
     subscriptions: bool,
     write_through: bool,
+    db_only: bool,
 }
 
 /// A flush to wait for before answering (write-through), or nothing.
@@ -56,6 +61,42 @@ impl Persistence {
             publications,
             subscriptions,
             write_through,
+            db_only: false,
+        }
+    }
+
+    /// DB-only (`subs_db_mode = 3`): dialogs live in the store only (implies write-through).
+    pub fn with_db_only(mut self) -> Self {
+        self.db_only = self.store.is_some() && self.subscriptions;
+        self.write_through |= self.db_only;
+        self
+    }
+
+    /// Whether dialogs live in the store only (`subs_db_mode = 3`).
+    pub fn db_only(&self) -> bool {
+        self.db_only
+    }
+
+    /// Reads a dialog back from the store on the blocking pool (DB-only mode); `Ok(None)`
+    /// without a store or when it is not there.
+    pub fn load_subscription(
+        &self,
+        presentity: PresentityUri,
+        event: EventKey,
+        local_tag: String,
+    ) -> impl Future<Output = Result<Option<DialogState>, StoreError>> + 'static {
+        let store = self.store.clone();
+        // The record's key is (presentity, event, our tag); the other parts are not used.
+        let id = crate::ids::DialogId {
+            call_id: String::new(),
+            remote_tag: String::new(),
+            local_tag,
+        };
+        async move {
+            let Some(store) = store else { return Ok(None) };
+            tokio::task::spawn_blocking(move || store.subscription(&presentity, &event, &id))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Backend(format!("store read task: {e}"))))
         }
     }
 

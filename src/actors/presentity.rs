@@ -13,7 +13,7 @@ pub use dialogs::SnapshotDormant;
 use actix::prelude::*;
 
 use super::context::NodeCtx;
-use super::dormant::Waker;
+use super::dormant::{SubHandle, Waker};
 use super::inspect::{
     body_text, CountWatchers, PresentityView, PublicationView, RefreshWatchers, SnapshotPresentity,
     Sweep,
@@ -22,7 +22,7 @@ use super::messages::*;
 use super::replication::LocalPublication;
 use super::shard::Shard;
 use super::subscription::SubscriptionActor;
-use super::watchers::{initial_status, neutral_body, SubHandle, Watcher, Watchers};
+use super::watchers::{initial_status, neutral_body, Watcher, Watchers};
 use crate::clock::{self, Timestamp};
 use crate::cluster::merge::{PubId, PubKey};
 use crate::ids::{ETag, EventKey, PresentityUri};
@@ -174,6 +174,7 @@ impl PresentityActor {
     fn after_message(&mut self, ctx: &mut Context<Self>) {
         self.last_activity = clock::now();
         self.persist_watchers();
+        self.load_waiting(ctx);
         let next = match (self.core.next_expiry(), self.watchers.next_dormant_expiry()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -269,21 +270,25 @@ impl PresentityActor {
 
     /// Sends `resp` now, or — in write-through mode — once the change is on disk (a failed
     /// flush answers 500 + Retry-After instead: nothing unflushed is acknowledged).
-    fn answer_when_durable(&self, reply: Reply, resp: OutResponse, ctx: &mut Context<Self>) {
+    fn answer_when_durable(&self, reply: Reply, resp: OutResponse) {
         let Some(durable) = self.ctx.persist.durable() else {
             return reply.send(resp);
         };
         let retry_after = self.ctx.retry_after;
-        ctx.spawn(durable.into_actor(self).map(move |res, _, _| match res {
-            Ok(()) => reply.send(resp),
-            Err(e) => {
-                tracing::error!(error = %e, "store flush failed; request answered 500");
-                let fail = reply
-                    .response(500, "Server Internal Error")
-                    .header("Retry-After", retry_after.to_string());
-                reply.send(fail);
+        // Not tied to this actor: a PUBLISH that removed the last publication leaves the actor
+        // idle, and its shard may stop it before the flush completes — the answer must still go.
+        actix::spawn(async move {
+            match durable.await {
+                Ok(()) => reply.send(resp),
+                Err(e) => {
+                    tracing::error!(error = %e, "store flush failed; request answered 500");
+                    let fail = reply
+                        .response(500, "Server Internal Error")
+                        .header("Retry-After", retry_after.to_string());
+                    reply.send(fail);
+                }
             }
-        }));
+        });
     }
 
     /// Removes what has expired; returns how many publications went.
@@ -349,7 +354,7 @@ impl Handler<Publish> for PresentityActor {
                     .header("SIP-ETag", SipETag::new(&out.etag).to_string())
                     .header("Expires", expires.to_string())
                     .header("Contact", format!("<{}>", self.ctx.server_address));
-                self.answer_when_durable(reply, resp, ctx);
+                self.answer_when_durable(reply, resp);
                 if out.changed {
                     self.recompose();
                     self.fan_out(req.sender.as_ref());
@@ -482,11 +487,14 @@ impl Handler<SnapshotPresentity> for PresentityActor {
 impl Handler<RefreshWatchers> for PresentityActor {
     type Result = usize;
 
-    fn handle(&mut self, _: RefreshWatchers, _: &mut Context<Self>) -> usize {
+    fn handle(&mut self, _: RefreshWatchers, ctx: &mut Context<Self>) -> usize {
         self.recompose();
         let waker = self.waker();
-        self.watchers
-            .refresh_all(&self.composed, &self.neutral, &waker)
+        let n = self
+            .watchers
+            .refresh_all(&self.composed, &self.neutral, &waker);
+        self.after_message(ctx);
+        n
     }
 }
 

@@ -21,6 +21,10 @@ use crate::presence::package::Body;
 use crate::presence::subscription::{SubEffect, SubStatus, Subscription};
 use crate::transport::Target;
 
+/// How long a refused passivation request waits before the next one (DB-only mode asks
+/// as soon as the dialog is quiet).
+const RETRY_PASSIVATION: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// CSeq jump for dialogs restored in write-back mode (see [`SubscriptionActor::start_restored`]).
 const CSEQ_RESTORE_GAP: u32 = 1 << 16;
 
@@ -312,7 +316,11 @@ impl SubscriptionActor {
         {
             return None;
         }
-        Some(self.last_activity.max(self.asked).plus(after))
+        if self.asked >= self.last_activity {
+            // Asked already and refused (a message was on its way): ask again later.
+            return Some(self.asked.plus(after.max(RETRY_PASSIVATION)));
+        }
+        Some(self.last_activity.plus(after))
     }
 
     /// Asks the presentity to keep this dialog in its compact form and stop this actor.

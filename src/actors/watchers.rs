@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use actix::prelude::*;
 
-use super::dormant::{DormantSub, Waker};
+use super::dormant::{DormantSub, SubHandle, Waker};
 use super::messages::{DialogMsg, Passivate, SetStatus, StateChanged};
 use super::subscription::SubscriptionActor;
 use crate::clock::Timestamp;
@@ -23,43 +23,6 @@ use crate::presence::package::Body;
 use crate::presence::packages::winfo::{document, DocState, WinfoWatcher};
 use crate::presence::subscription::SubStatus;
 use crate::store::WatcherRecord;
-
-/// How a watcher's dialog is held: a running actor, or passivated.
-pub(crate) enum SubHandle {
-    /// Its actor, and how many messages this presentity has sent it (the passivation
-    /// handshake compares it with the actor's count).
-    Live {
-        addr: Addr<SubscriptionActor>,
-        sent: u64,
-    },
-    /// Passivated.
-    Dormant(DormantSub),
-}
-
-impl SubHandle {
-    /// A freshly started actor.
-    pub(crate) fn live(addr: Addr<SubscriptionActor>) -> Self {
-        SubHandle::Live { addr, sent: 0 }
-    }
-
-    /// Sends `msg`, waking the dialog first (holding `body`) when it is passivated.
-    fn send<M>(&mut self, msg: M, waker: &Waker, body: &Option<Body>)
-    where
-        M: actix::Message<Result = ()> + Send + 'static,
-        SubscriptionActor: Handler<M>,
-    {
-        if let SubHandle::Dormant(d) = self {
-            let Some(addr) = waker.wake(d, body.clone()) else {
-                return;
-            };
-            *self = SubHandle::live(addr);
-        }
-        if let SubHandle::Live { addr, sent } = self {
-            addr.do_send(msg);
-            *sent += 1;
-        }
-    }
-}
 
 /// One watcher of the presentity's state.
 pub(crate) struct Watcher {
@@ -81,6 +44,9 @@ pub(crate) struct Watchers {
     winfo: HashMap<String, Addr<SubscriptionActor>>,
     /// Watcher URIs whose authorization state changed since [`Watchers::take_dirty`].
     dirty: Vec<PresentityUri>,
+    /// DB-only mode: dialogs whose record must be read back from the store (their messages
+    /// wait in [`SubHandle::Loading`]), since [`Watchers::take_to_load`].
+    to_load: Vec<String>,
 }
 
 impl Watchers {
@@ -167,7 +133,7 @@ impl Watchers {
         skip: Option<&PresentityUri>,
         waker: &Waker,
     ) {
-        for w in self.presence.values_mut() {
+        for (tag, w) in self.presence.iter_mut() {
             if skip == Some(&w.uri) || !matches!(w.status, WatcherStatus::Active) {
                 continue;
             }
@@ -180,7 +146,9 @@ impl Watchers {
                 body: body.clone(),
                 partial: None,
             };
-            w.handle.send(msg, waker, &body);
+            if w.handle.send(msg, waker, &body) {
+                self.to_load.push(tag.clone());
+            }
         }
     }
 
@@ -232,7 +200,9 @@ impl Watchers {
                 reason: d.status.reason().map(str::to_string),
                 body: body.clone(),
             };
-            w.handle.send(msg, waker, &body);
+            if w.handle.send(msg, waker, &body) {
+                self.to_load.push(tag.clone());
+            }
             changes.push(winfo_entry(tag, w, now));
         }
         let n = changes.len();
@@ -268,31 +238,70 @@ impl Watchers {
         } else {
             composed.clone()
         };
-        match msg {
+        let load = match msg {
             DialogMsg::Refresh(m) => w.handle.send(m, waker, &body),
             DialogMsg::Replaced => w.handle.send(super::messages::Replaced, waker, &body),
             DialogMsg::Disown(m) => w.handle.send(m, waker, &body),
+        };
+        if load {
+            self.to_load.push(tag.to_string());
         }
         None
     }
 
     /// Passivates the asking dialog if it is still this presentity's live watcher and has
     /// handled everything sent to it; returns the actor to stop.
-    pub(crate) fn passivate(&mut self, p: Passivate) -> Option<Addr<SubscriptionActor>> {
+    /// In DB-only mode (`keep_form` false) nothing is kept: the store has the dialog.
+    pub(crate) fn passivate(
+        &mut self,
+        p: Passivate,
+        keep_form: bool,
+    ) -> Option<Addr<SubscriptionActor>> {
         let w = self.presence.get_mut(&p.tag)?;
         match &w.handle {
             SubHandle::Live { addr, sent } if *addr == p.addr && *sent == p.handled => {}
             _ => return None,
         }
-        w.handle = SubHandle::Dormant(p.form);
+        w.handle = if keep_form {
+            SubHandle::Dormant(p.form)
+        } else {
+            SubHandle::Stored
+        };
         Some(p.addr)
+    }
+
+    /// The dialogs to read back from the store (DB-only), each once.
+    pub(crate) fn take_to_load(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.to_load)
+    }
+
+    /// A dialog read back from the store is running as `addr`: the messages that waited are
+    /// delivered. `false` if the watcher is gone meanwhile (the caller stops the actor).
+    pub(crate) fn loaded(&mut self, tag: &str, addr: Addr<SubscriptionActor>) -> bool {
+        match self.presence.get_mut(tag) {
+            Some(w) if matches!(w.handle, SubHandle::Loading(_)) => {
+                w.handle.loaded(addr);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A dialog that could not be read back (missing or unreadable record): forgotten.
+    pub(crate) fn load_failed(&mut self, tag: &str, now: Timestamp, resource: &PresentityUri) {
+        self.remove(tag, Some("noresource"), now, resource);
+    }
+
+    /// One watcher (the document it may see: `neutral`).
+    pub(crate) fn get(&self, tag: &str) -> Option<&Watcher> {
+        self.presence.get(tag)
     }
 
     /// The earliest expiry of a passivated dialog (its presentity wakes it then).
     pub(crate) fn next_dormant_expiry(&self) -> Option<Timestamp> {
         self.presence
             .values()
-            .filter(|w| matches!(w.handle, SubHandle::Dormant(_)))
+            .filter(|w| w.handle.is_asleep())
             .map(|w| w.expires_at)
             .min()
     }
@@ -310,6 +319,13 @@ impl Watchers {
         let mut unreadable = Vec::new();
         for (tag, w) in self.presence.iter_mut() {
             if w.expires_at > now {
+                continue;
+            }
+            if matches!(w.handle, SubHandle::Stored) {
+                // DB-only: read it back; its actor ends it once running.
+                w.handle = SubHandle::Loading(Vec::new());
+                self.to_load.push(tag.clone());
+                n += 1;
                 continue;
             }
             if let SubHandle::Dormant(d) = &w.handle {
@@ -346,7 +362,7 @@ impl Watchers {
     pub(crate) fn dormant_count(&self) -> usize {
         self.presence
             .values()
-            .filter(|w| matches!(w.handle, SubHandle::Dormant(_)))
+            .filter(|w| w.handle.is_asleep())
             .count()
     }
 

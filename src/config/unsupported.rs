@@ -14,14 +14,6 @@ pub(super) fn unsupported(cfg: &Config) -> Vec<String> {
     let p = &cfg.presence;
     let mut out = Vec::new();
 
-    // Lands with per-message passivation (DB-only mode keeps no state in actors).
-    if p.subs_db_mode == SubsDbMode::DbOnly {
-        out.push(
-            "[presence] subs_db_mode = 3: DB-only mode is not implemented in this build yet; \
-             use 1 (write-through: every 2xx is on disk) or 2 (write-back)"
-                .to_string(),
-        );
-    }
     // Lands with the held-back NOTIFY notifier (DB-only mode).
     if p.subs_db_mode == SubsDbMode::DbOnly && p.notifier_processes > 0 {
         out.push(format!(
@@ -55,7 +47,7 @@ mod tests {
             Vec::<String>::new(),
             "subs_db_mode = 2, publ_cache = 1"
         );
-        for mode in [0, 1, 2] {
+        for mode in [0, 1, 2, 3] {
             for cache in [0, 1, 2] {
                 let l = list(&format!(
                     "[presence]\nsubs_db_mode = {mode}\npubl_cache = {cache}\n"
@@ -64,8 +56,7 @@ mod tests {
             }
         }
         let l = list("[presence]\nsubs_db_mode = 3\nnotifier_processes = 0\n");
-        assert_eq!(l.len(), 1);
-        assert!(l[0].starts_with("[presence] subs_db_mode = 3"), "{l:?}");
+        assert!(l.is_empty(), "DB-only mode is implemented: {l:?}");
     }
 
     #[test]

@@ -116,9 +116,18 @@ pub fn run(store: &dyn Store) {
     let expected: Vec<String> = (0..25).map(|i| format!("t{i:02}")).collect();
     assert_eq!(seen, expected);
     let d = dialog("sip:bob@example.com", "t03");
+    assert_eq!(
+        store.subscription(&d.presentity, &d.event, &d.id).unwrap(),
+        Some(d.clone()),
+        "read back by its key"
+    );
     store
         .delete_subscription(&d.presentity, &d.event, &d.id)
         .unwrap();
+    assert_eq!(
+        store.subscription(&d.presentity, &d.event, &d.id).unwrap(),
+        None
+    );
     let (all, _) = store.scan_subscriptions(None, 100).unwrap();
     assert_eq!(all.len(), 24);
     assert_eq!(

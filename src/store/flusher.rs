@@ -276,6 +276,14 @@ mod tests {
         fn rules(&self, _: &PresentityUri) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(None)
         }
+        fn subscription(
+            &self,
+            _: &PresentityUri,
+            _: &EventKey,
+            _: &DialogId,
+        ) -> Result<Option<DialogState>, StoreError> {
+            Ok(None)
+        }
         fn put_watcher(
             &self,
             _: &PresentityUri,

@@ -139,6 +139,22 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn subscription(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        id: &DialogId,
+    ) -> Result<Option<DialogState>, StoreError> {
+        match self
+            .tables()
+            .subscriptions
+            .get(&subscription_key(presentity, event, id))
+        {
+            Some(v) => Ok(Some(codec::decode(SUBSCRIPTION_V1, v)?)),
+            None => Ok(None),
+        }
+    }
+
     fn delete_subscription(
         &self,
         presentity: &PresentityUri,

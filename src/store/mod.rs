@@ -125,6 +125,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<WatcherRecord>, StoreError>;
     /// Inserts or replaces a subscription.
     fn put_subscription(&self, d: &DialogState) -> Result<(), StoreError>;
+    /// One subscription by its presentity, event and dialog id (DB-only mode reads each
+    /// dialog back when a message comes for it).
+    fn subscription(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        id: &DialogId,
+    ) -> Result<Option<DialogState>, StoreError>;
     /// Removes a subscription (no error if absent).
     fn delete_subscription(
         &self,

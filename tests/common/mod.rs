@@ -23,6 +23,8 @@ pub struct TestNode {
     pub admin: Option<SocketAddr>,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The sled directory of a DB-only test node (removed after the node stopped).
+    _data: Option<tempfile::TempDir>,
 }
 
 impl TestNode {
@@ -46,8 +48,18 @@ impl TestNode {
         };
         let toml = format!("{sip}{admin}{extra}\n");
         let mut cfg = Config::from_toml_str(&toml).expect("test config parses");
+        let mut data = None;
         if !extra.contains("subs_db_mode") {
             cfg.presence.subs_db_mode = presenced::config::SubsDbMode::Memory;
+            // `PRESENCED_TEST_SUBS_DB_MODE=3` runs a suite against DB-only nodes (each with its
+            // own sled directory): the same behaviour must hold (issue #3).
+            if std::env::var("PRESENCED_TEST_SUBS_DB_MODE").as_deref() == Ok("3") {
+                let dir = tempfile::tempdir().expect("temp dir");
+                cfg.presence.subs_db_mode = presenced::config::SubsDbMode::DbOnly;
+                cfg.presence.notifier_processes = 0;
+                cfg.node.data_dir = dir.path().join("data");
+                data = Some(dir);
+            }
         }
         if !extra.contains("publ_cache") {
             cfg.presence.publ_cache = presenced::config::PublCache::Full;
@@ -87,6 +99,7 @@ impl TestNode {
             admin,
             stop: Some(stop_tx),
             thread: Some(thread),
+            _data: data,
         }
     }
 }

@@ -7,14 +7,16 @@ use actix::prelude::*;
 
 use super::PresentityActor;
 use crate::actors::dormant::DormantSub;
+use crate::actors::dormant::SubHandle;
 use crate::actors::inspect::SubscriptionView;
 use crate::actors::messages::*;
 use crate::actors::subscription::{raise_restored_cseq, SubscriptionActor};
-use crate::actors::watchers::{SubHandle, Watcher};
-use crate::clock;
+use crate::actors::watchers::Watcher;
+use crate::clock::{self, Timestamp};
 use crate::ids::PresentityUri;
 use crate::presence::authz::WatcherStatus;
-use crate::presence::subscription::SubStatus;
+use crate::presence::subscription::{DialogState, NotifyReply, SubStatus};
+use crate::store::StoreError;
 use crate::store::WatcherRecord;
 
 /// Ask a presentity actor for the view of its passivated dialog `0` (`None`: it has no such
@@ -52,7 +54,6 @@ impl Handler<RestoreWatch> for PresentityActor {
             && expires_at > now;
         let handle = if sleep {
             raise_restored_cseq(&mut d, &self.ctx);
-            let form = DormantSub::new(&d, None, now);
             self.shard.do_send(RegisterDialog {
                 tag: tag.clone(),
                 addr: None,
@@ -60,7 +61,11 @@ impl Handler<RestoreWatch> for PresentityActor {
                 event: d.event.clone(),
                 watcher: d.watcher.clone(),
             });
-            SubHandle::Dormant(form)
+            if self.ctx.persist.db_only() {
+                SubHandle::Stored
+            } else {
+                SubHandle::Dormant(DormantSub::new(&d, None, now))
+            }
         } else {
             let body = match (winfo, neutral) {
                 (true, _) => Some(self.watchers.winfo_full(now, self.core.uri())),
@@ -150,7 +155,8 @@ impl Handler<Passivate> for PresentityActor {
     type Result = ();
 
     fn handle(&mut self, msg: Passivate, ctx: &mut Context<Self>) {
-        if let Some(addr) = self.watchers.passivate(msg) {
+        let keep_form = !self.ctx.persist.db_only();
+        if let Some(addr) = self.watchers.passivate(msg, keep_form) {
             self.ctx.metrics.subscription_passivated();
             addr.do_send(Stop);
             // The presentity's timer now also covers the dialog's expiry.
@@ -160,22 +166,98 @@ impl Handler<Passivate> for PresentityActor {
 }
 
 impl Handler<SnapshotDormant> for PresentityActor {
-    type Result = MessageResult<SnapshotDormant>;
+    type Result = ResponseFuture<Option<SubscriptionView>>;
 
     fn handle(&mut self, msg: SnapshotDormant, _: &mut Context<Self>) -> Self::Result {
-        let view = self.watchers.dormant(&msg.0).and_then(|z| {
-            let (d, reply) = z.open().ok()?;
-            let mut v = SubscriptionView::new(
-                &d,
-                reply.as_ref(),
-                false,
-                self.ctx.node_id.as_str(),
-                clock::now(),
-                z.last_activity,
-            );
+        let node = self.ctx.node_id.to_string();
+        let view = move |d: &DialogState, reply: Option<&NotifyReply>, at: Timestamp| {
+            let mut v = SubscriptionView::new(d, reply, false, &node, clock::now(), at);
             v.passivated = true;
-            Some(v)
-        });
-        MessageResult(view)
+            v
+        };
+        if let Some(z) = self.watchers.dormant(&msg.0) {
+            let v = z
+                .open()
+                .ok()
+                .map(|(d, reply)| view(&d, reply.as_ref(), z.last_activity));
+            return Box::pin(async move { v });
+        }
+        if !self
+            .watchers
+            .get(&msg.0)
+            .is_some_and(|w| w.handle.is_asleep())
+        {
+            return Box::pin(async { None });
+        }
+        // DB-only: the store has it.
+        let load = self.ctx.persist.load_subscription(
+            self.core.uri().clone(),
+            self.core.event().clone(),
+            msg.0,
+        );
+        Box::pin(async move {
+            let d = load.await.ok()??;
+            Some(view(&d, None, Timestamp(0)))
+        })
+    }
+}
+
+impl PresentityActor {
+    /// DB-only mode: starts reading back every dialog that has messages waiting.
+    pub(super) fn load_waiting(&mut self, ctx: &mut Context<Self>) {
+        for tag in self.watchers.take_to_load() {
+            let load = self.ctx.persist.load_subscription(
+                self.core.uri().clone(),
+                self.core.event().clone(),
+                tag.clone(),
+            );
+            ctx.spawn(
+                load.into_actor(self)
+                    .map(move |res, this, ctx| this.on_loaded(&tag, res, ctx)),
+            );
+        }
+    }
+
+    /// A dialog read back from the store: its actor starts and gets what waited; a dialog
+    /// that is missing or unreadable is forgotten (its waiting messages are dropped: an
+    /// in-dialog SUBSCRIBE among them is answered 481 on its retransmission).
+    fn on_loaded(
+        &mut self,
+        tag: &str,
+        res: Result<Option<DialogState>, StoreError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let body = match self.watchers.get(tag) {
+            Some(w) if w.neutral => Some(self.neutral.clone()),
+            Some(_) => self.composed.clone(),
+            None => return, // gone meanwhile
+        };
+        match res {
+            Ok(Some(d)) => {
+                let addr = SubscriptionActor::start_woken(
+                    d,
+                    None,
+                    body,
+                    self.shard.clone(),
+                    ctx.address(),
+                    self.ctx.clone(),
+                );
+                self.watchers.loaded(tag, addr);
+            }
+            other => {
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    _ => "record missing".to_string(),
+                };
+                tracing::error!(presentity = %self.core.uri(), dialog = tag, reason = %why, "DB-only: subscription not read back; forgotten");
+                let uri = self.core.uri().clone();
+                self.watchers.load_failed(tag, clock::now(), &uri);
+                self.shard.do_send(DialogGone {
+                    tag: tag.to_string(),
+                    same_key: (uri, String::new()),
+                });
+            }
+        }
+        self.after_message(ctx);
     }
 }

@@ -268,6 +268,22 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn subscription(
+        &self,
+        presentity: &PresentityUri,
+        event: &EventKey,
+        id: &DialogId,
+    ) -> Result<Option<DialogState>, StoreError> {
+        match self
+            .subscriptions
+            .get(subscription_key(presentity, event, id))
+            .map_err(backend)?
+        {
+            Some(v) => Ok(Some(codec::decode(SUBSCRIPTION_V1, &v)?)),
+            None => Ok(None),
+        }
+    }
+
     fn delete_subscription(
         &self,
         presentity: &PresentityUri,
