@@ -383,18 +383,20 @@ fn load_and_check_name_the_file() {
          (all in memory)); authorization allow; cluster off; no effect: db_table_lock_type"
     );
 
-    let db_only = dir.path().join("db_only.toml");
+    // Something this build cannot do is named with the file (held-back NOTIFY workers).
+    let notifier = dir.path().join("notifier.toml");
     std::fs::write(
-        &db_only,
-        "[presence]\nsubs_db_mode = 3\nnotifier_processes = 0\n",
+        &notifier,
+        "[presence]\nsubs_db_mode = 3\nnotifier_processes = 2\n",
     )
     .unwrap();
-    let got = check(&db_only).unwrap_err().to_string();
+    let got = check(&notifier).unwrap_err().to_string();
     assert!(
-        got.starts_with(&format!("{}: not implemented", db_only.display())),
+        got.starts_with(&format!("{}: not implemented", notifier.display())),
         "{got}"
     );
-    assert!(Config::load(&db_only).is_ok());
+    assert!(got.contains("notifier_processes"), "{got}");
+    assert!(Config::load(&notifier).is_ok());
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[presence]\nmin_expires_action = 3\n").unwrap();

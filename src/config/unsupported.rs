@@ -50,7 +50,8 @@ mod tests {
         for mode in [0, 1, 2, 3] {
             for cache in [0, 1, 2] {
                 let l = list(&format!(
-                    "[presence]\nsubs_db_mode = {mode}\npubl_cache = {cache}\n"
+                    "[presence]\nsubs_db_mode = {mode}\npubl_cache = {cache}\n\
+                     notifier_processes = 0\n"
                 ));
                 assert_eq!(l, Vec::<String>::new(), "mode {mode} cache {cache}");
             }
