@@ -187,6 +187,28 @@ fn publish_on_one_node_notifies_watchers_on_the_others() {
             "node 3's watcher never reached the latest state"
         );
     }
+    // /metrics on node 2 shows the traffic from node 1 per peer, and a replication lag.
+    let admin: SocketAddr = ([127, 0, 0, 1], cl.node(1).spec.admin).into();
+    let metrics = admin_get_at(admin, "/metrics");
+    let metrics = metrics.as_str().expect("metrics are text");
+    let frames_in = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("presenced_replication_frames_total{peer=\"node-1\",direction=\"in\"} ")
+        })
+        .unwrap_or_else(|| panic!("no frames from node-1 in {metrics}"));
+    assert!(
+        frames_in.trim().parse::<u64>().unwrap() >= 200,
+        "200 deltas from node-1: {frames_in}"
+    );
+    assert!(
+        metrics.contains("presenced_replication_frames_total{peer=\"node-3\",direction=\"out\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("presenced_replication_lag_seconds{peer=\"node-1\"} "),
+        "{metrics}"
+    );
     latencies.sort();
     eprintln!(
         "publish → remote NOTIFY over {} tries: p50 {:?}, p99 {:?}, max {:?}",

@@ -101,6 +101,11 @@ impl NodeApi {
         &self.inner.node_id
     }
 
+    /// How many presentity shards the node runs.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
     /// The registered event packages (for Allow-Events).
     pub fn event_list(&self) -> Vec<String> {
         self.inner.packages.event_list()
@@ -138,32 +143,44 @@ impl NodeApi {
         &self.inner.shards[shard_of_presentity(uri, self.inner.shards.len())]
     }
 
-    /// Presentities matching the filter (only the owning shard is asked when a URI is given).
+    /// One page of the presentities matching the filter, in key order (`"<uri> <event>"`),
+    /// each with its mailbox depth. Paged at the source: every shard asked (only the owning
+    /// one when a URI is given) answers at most `page.limit` keys after the cursor, the keys
+    /// are merged, and only the presentities on the page are snapshotted.
     pub async fn presentities(
         &self,
         filter: PresentityFilter,
-    ) -> Result<Vec<Snapshot<PresentityView>>, ApiError> {
+        page: PageRequest,
+    ) -> Result<ListPage<PresentityView>, ApiError> {
         let targets: Vec<&Addr<Shard>> = match &filter.uri {
             Some(u) => vec![self.shard_for(u)],
             None => self.inner.shards.iter().collect(),
         };
-        let mut out = Vec::new();
-        for s in targets {
-            let part = s
-                .send(ListPresentities(filter.clone()))
-                .await
-                .map_err(|_| ApiError::Unavailable)?;
-            out.extend(part);
+        let limit = page.limit;
+        let msg = ListPresentities { filter, page };
+        let keys = ask_all(&targets, |_| msg.clone()).await?;
+        let merged = merge_keys(keys, limit);
+        let mut per_shard: Vec<Vec<(String, (PresentityUri, EventKey))>> =
+            vec![Vec::new(); targets.len()];
+        for (i, key, k) in merged.keys {
+            per_shard[i].push((key, k));
         }
-        Ok(out)
+        let parts = ask_all(&targets, |i| {
+            SnapshotPresentities(std::mem::take(&mut per_shard[i]))
+        })
+        .await?;
+        Ok(merged_page(parts, merged.total, merged.next))
     }
 
-    /// Subscriptions matching the filter (every shard is asked: a watcher's dialogs live in
-    /// the shards of the presentities it watches).
+    /// One page of the subscriptions matching the filter, in key order (our tag), live and
+    /// passivated alike. Every shard is asked (a watcher's dialogs live in the shards of the
+    /// presentities it watches) unless the presentity or the tag names one; paged at the
+    /// source as [`NodeApi::presentities`].
     pub async fn subscriptions(
         &self,
         filter: SubscriptionFilter,
-    ) -> Result<Vec<Snapshot<SubscriptionView>>, ApiError> {
+        page: PageRequest,
+    ) -> Result<ListPage<SubscriptionView>, ApiError> {
         let targets: Vec<&Addr<Shard>> = match (&filter.presentity, &filter.id) {
             (Some(p), _) => vec![self.shard_for(p)],
             (None, Some(id)) => {
@@ -174,15 +191,27 @@ impl NodeApi {
             }
             (None, None) => self.inner.shards.iter().collect(),
         };
-        let mut out = Vec::new();
-        for s in targets {
-            let part = s
-                .send(ListSubscriptions(filter.clone()))
-                .await
-                .map_err(|_| ApiError::Unavailable)?;
-            out.extend(part);
+        let limit = page.limit;
+        let msg = ListSubscriptions { filter, page };
+        let keys = ask_all(&targets, |_| msg.clone()).await?;
+        let merged = merge_keys(keys, limit);
+        let mut per_shard: Vec<Vec<String>> = vec![Vec::new(); targets.len()];
+        for (i, key, ()) in merged.keys {
+            per_shard[i].push(key);
         }
-        Ok(out)
+        let parts = ask_all(&targets, |i| {
+            SnapshotSubscriptions(std::mem::take(&mut per_shard[i]))
+        })
+        .await?;
+        Ok(merged_page(parts, merged.total, merged.next))
+    }
+
+    /// The mailbox depths of at most `per_shard` presentity actors of every shard (for the
+    /// `presenced_mailbox_depth` histogram). The shards' own mailboxes are not included:
+    /// actix does not expose a mailbox's length.
+    pub async fn mailbox_depths(&self, per_shard: usize) -> Result<Vec<MailboxSample>, ApiError> {
+        let targets: Vec<&Addr<Shard>> = self.inner.shards.iter().collect();
+        ask_all(&targets, |_| SampleMailboxes { max: per_shard }).await
     }
 
     /// Per-shard counts.
@@ -204,8 +233,8 @@ impl NodeApi {
             uri: Some(uri.clone()),
             event: Some(event.clone()),
         };
-        let views = self.presentities(filter).await?;
-        Ok(views.into_iter().find_map(|v| match v {
+        let views = self.presentities(filter, PageRequest::first(1)).await?;
+        Ok(views.items.into_iter().find_map(|(_, v)| match v {
             Snapshot::Ready(v) => v.composed,
             Snapshot::Busy { .. } => None,
         }))
@@ -336,4 +365,38 @@ impl NodeApi {
             .await
             .map_err(|_| ApiError::Unavailable)
     }
+}
+
+/// Sends `msg(i)` to every shard of `targets` at once (each queued before any answer is
+/// awaited), then collects the answers in order.
+async fn ask_all<M>(
+    targets: &[&Addr<Shard>],
+    mut msg: impl FnMut(usize) -> M,
+) -> Result<Vec<M::Result>, ApiError>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    Shard: Handler<M>,
+{
+    let asked: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.send(msg(i)))
+        .collect();
+    let mut out = Vec::with_capacity(asked.len());
+    for request in asked {
+        out.push(request.await.map_err(|_| ApiError::Unavailable)?);
+    }
+    Ok(out)
+}
+
+/// The shards' phase-2 answers as one page, in key order.
+fn merged_page<T>(
+    parts: Vec<Vec<(String, Snapshot<T>)>>,
+    total: usize,
+    next: Option<String>,
+) -> ListPage<T> {
+    let mut items: Vec<(String, Snapshot<T>)> = parts.into_iter().flatten().collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    ListPage { items, total, next }
 }

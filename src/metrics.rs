@@ -23,7 +23,14 @@
 //! | `presenced_mailbox_depth` | histogram | `kind` |
 //! | `presenced_store_flush_seconds` | histogram | – |
 //! | `presenced_process_resident_memory_bytes` | gauge | – |
+//! | `presenced_replication_frames_total` | counter | `peer` (node id), `direction` (`in`, `out`) |
+//! | `presenced_replication_lag_seconds` | gauge | `peer` (node id) |
+//!
+//! The replication families are raised to the link's own per-peer counts at each scrape
+//! ([`Metrics::replication_frames`], [`Metrics::replication_lag`]); their `peer` values are
+//! node ids, so their cardinality is bounded by the cluster's size.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -132,6 +139,17 @@ struct KindLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerDirLabels {
+    peer: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
 fn mailbox_histogram() -> Histogram {
     // 1, 2, 4, … 4096 messages.
     Histogram::new(exponential_buckets(1.0, 2.0, 13))
@@ -150,6 +168,8 @@ pub struct Metrics {
     mailbox_depth: Family<KindLabels, Histogram, fn() -> Histogram>,
     store_flush: Histogram,
     rss: Gauge,
+    replication_frames: Family<PeerDirLabels, Counter>,
+    replication_lag: Family<PeerLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -216,7 +236,7 @@ impl Metrics {
             );
         registry.register(
             "presenced_mailbox_depth",
-            "Mailbox depth observed when a message is queued, by actor kind",
+            "Mailbox depth (messages sent to an actor and not yet handled), sampled at each scrape, by actor kind",
             mailbox_depth.clone(),
         );
         // 100 µs … ~3.3 s.
@@ -232,6 +252,19 @@ impl Metrics {
             "Resident set size of the process",
             rss.clone(),
         );
+        let replication_frames = Family::<PeerDirLabels, Counter>::default();
+        registry.register(
+            "presenced_replication_frames",
+            "Cluster frames exchanged with each peer (node id), by direction",
+            replication_frames.clone(),
+        );
+        let replication_lag = Family::<PeerLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "presenced_replication_lag_seconds",
+            "How far behind the last publications applied from each peer were (apply time \
+             minus their HLC wall time); 0 after an anti-entropy exchange found nothing to repair",
+            replication_lag.clone(),
+        );
         Metrics {
             registry,
             sip_requests,
@@ -244,6 +277,8 @@ impl Metrics {
             mailbox_depth,
             store_flush,
             rss,
+            replication_frames,
+            replication_lag,
         }
     }
 
@@ -351,6 +386,31 @@ impl Metrics {
         self.store_flush.observe(took.as_secs_f64());
     }
 
+    /// Raises the frame counters of `peer` (a node id) to the link's totals: frames received
+    /// (`in`) and sent (`out`) since start. A total below the counter (a restarted link
+    /// count) leaves it as it is: counters never go down.
+    pub fn replication_frames(&self, peer: &str, frames_in: u64, frames_out: u64) {
+        for (direction, total) in [("in", frames_in), ("out", frames_out)] {
+            let c = self.replication_frames.get_or_create(&PeerDirLabels {
+                peer: peer.to_string(),
+                direction,
+            });
+            let seen = c.get();
+            if total > seen {
+                c.inc_by(total - seen);
+            }
+        }
+    }
+
+    /// Sets the replication lag of `peer` (a node id).
+    pub fn replication_lag(&self, peer: &str, lag: Duration) {
+        self.replication_lag
+            .get_or_create(&PeerLabels {
+                peer: peer.to_string(),
+            })
+            .set(lag.as_secs_f64());
+    }
+
     /// Refreshes the process gauges (RSS from `/proc/self/status`); a no-op where `/proc`
     /// is missing.
     pub fn sample_process(&self) {
@@ -454,6 +514,29 @@ mod tests {
         assert!(m
             .encode()
             .contains("presenced_actors{kind=\"presentity\"} 7"));
+    }
+
+    #[test]
+    fn replication_families_follow_the_link_counts() {
+        let m = Metrics::new();
+        m.replication_frames("node-2", 5, 3);
+        m.replication_frames("node-2", 9, 3);
+        m.replication_frames("node-2", 4, 2); // a lower total never lowers a counter
+        m.replication_frames("node-3", 1, 0);
+        m.replication_lag("node-2", Duration::from_millis(1500));
+        let text = m.encode();
+        for line in [
+            "presenced_replication_frames_total{peer=\"node-2\",direction=\"in\"} 9",
+            "presenced_replication_frames_total{peer=\"node-2\",direction=\"out\"} 3",
+            "presenced_replication_frames_total{peer=\"node-3\",direction=\"in\"} 1",
+            "presenced_replication_lag_seconds{peer=\"node-2\"} 1.5",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        m.replication_lag("node-2", Duration::ZERO);
+        assert!(m
+            .encode()
+            .contains("presenced_replication_lag_seconds{peer=\"node-2\"} 0.0"));
     }
 
     #[test]

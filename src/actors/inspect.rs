@@ -1,6 +1,12 @@
 //! Read-only snapshots of live actors for the debug/admin endpoint. Snapshots are asked for
 //! by message (never through shared locks) with a timeout: an actor that does not answer in
-//! time shows as busy instead of hanging the caller.
+//! time shows as busy instead of hanging the caller. The snapshots of one listing are asked
+//! for all at once, so a listing waits at most about one [`SNAPSHOT_TIMEOUT`] however many
+//! of its actors are busy.
+//!
+//! Listings are paged at the source ([`paging`]): a shard answers the keys of one page
+//! ([`ListPresentities`], [`ListSubscriptions`]), then snapshots only the keys the caller
+//! kept ([`SnapshotPresentities`], [`SnapshotSubscriptions`]).
 
 use std::time::Duration;
 
@@ -12,6 +18,11 @@ use crate::ids::{EventKey, PresentityUri};
 use crate::presence::package::Body;
 use crate::presence::publication::Publication;
 use crate::presence::subscription::{DialogState, NotifyReply};
+
+mod paging;
+
+pub(crate) use paging::{key_page, merge_keys, PresKeyRef};
+pub use paging::{KeyPage, ListPage, PageRequest};
 
 /// How long one actor may take to answer a snapshot request.
 pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -66,6 +77,9 @@ pub struct PresentityView {
     pub passivated_watchers: usize,
     /// Messages from its shard handled so far.
     pub handled: u64,
+    /// Messages its shard sent that it has not handled yet (the shard's count of messages
+    /// sent minus `handled`, clamped at 0; filled in by the shard, 0 from the actor itself).
+    pub mailbox_depth: u64,
     /// Last message handled (ms since the epoch).
     pub last_activity: u64,
 }
@@ -208,7 +222,10 @@ pub enum Snapshot<T> {
 /// Ask a presentity actor for its view.
 #[derive(Message)]
 #[rtype(result = "PresentityView")]
-pub struct SnapshotPresentity;
+pub struct SnapshotPresentity {
+    /// Counts only: no publications and no composed document (for mailbox sampling).
+    pub brief: bool,
+}
 
 /// Ask a subscription actor for its view.
 #[derive(Message)]
@@ -224,10 +241,22 @@ pub struct PresentityFilter {
     pub event: Option<EventKey>,
 }
 
-/// Ask a shard for the views of its presentities that match.
+/// Phase 1 of a presentity listing: ask a shard for the keys of its matching presentities
+/// on the requested page (no actor is asked anything).
+#[derive(Clone, Message)]
+#[rtype(result = "KeyPage<(PresentityUri, EventKey)>")]
+pub struct ListPresentities {
+    /// Which presentities.
+    pub filter: PresentityFilter,
+    /// Which page.
+    pub page: PageRequest,
+}
+
+/// Phase 2 of a presentity listing: ask a shard for the views of these presentities (those
+/// gone meanwhile are left out), each with its mailbox depth.
 #[derive(Message)]
-#[rtype(result = "Vec<Snapshot<PresentityView>>")]
-pub struct ListPresentities(pub PresentityFilter);
+#[rtype(result = "Vec<(String, Snapshot<PresentityView>)>")]
+pub struct SnapshotPresentities(pub Vec<(String, (PresentityUri, EventKey))>);
 
 /// Which subscriptions a shard should list.
 #[derive(Clone, Debug, Default)]
@@ -242,10 +271,41 @@ pub struct SubscriptionFilter {
     pub id: Option<String>,
 }
 
-/// Ask a shard for the views of its subscriptions that match.
+/// Phase 1 of a subscription listing: ask a shard for the tags of its matching dialogs on
+/// the requested page (live and passivated alike; no actor is asked anything).
+#[derive(Clone, Message)]
+#[rtype(result = "KeyPage<()>")]
+pub struct ListSubscriptions {
+    /// Which subscriptions.
+    pub filter: SubscriptionFilter,
+    /// Which page.
+    pub page: PageRequest,
+}
+
+/// Phase 2 of a subscription listing: ask a shard for the views of these dialogs (by tag):
+/// a live one from its actor, a passivated one from its presentity; those ended meanwhile
+/// are left out.
 #[derive(Message)]
-#[rtype(result = "Vec<Snapshot<SubscriptionView>>")]
-pub struct ListSubscriptions(pub SubscriptionFilter);
+#[rtype(result = "Vec<(String, Snapshot<SubscriptionView>)>")]
+pub struct SnapshotSubscriptions(pub Vec<String>);
+
+/// Ask a shard for the mailbox depths of at most `max` of its presentity actors (a random
+/// window of them), for the `presenced_mailbox_depth` histogram.
+#[derive(Message)]
+#[rtype(result = "MailboxSample")]
+pub struct SampleMailboxes {
+    /// Most actors asked.
+    pub max: usize,
+}
+
+/// What [`SampleMailboxes`] found.
+#[derive(Clone, Debug, Default)]
+pub struct MailboxSample {
+    /// Depth of each presentity actor that answered in time.
+    pub presentity: Vec<u64>,
+    /// Actors that did not answer within [`SNAPSHOT_TIMEOUT`] (their depth is unknown).
+    pub busy: usize,
+}
 
 /// Counts of one shard.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -267,23 +327,33 @@ pub struct ShardStats {
 #[rtype(result = "ShardStats")]
 pub struct Stats;
 
-/// Asks each actor for its snapshot in turn; one that does not answer within
-/// [`SNAPSHOT_TIMEOUT`] is reported busy under its key.
+/// Asks every actor for its snapshot at once (each request is queued before any is
+/// awaited, and each one's timeout starts then), so the whole call takes at most about
+/// [`SNAPSHOT_TIMEOUT`]; one that does not answer in time is reported busy under its key.
+/// The answers keep the order of `targets`.
 pub(crate) async fn snapshots<A, M, V>(
     targets: Vec<(String, Addr<A>)>,
     msg: impl Fn() -> M,
-) -> Vec<Snapshot<V>>
+) -> Vec<(String, Snapshot<V>)>
 where
     A: Actor<Context = Context<A>> + Handler<M>,
     M: Message<Result = V> + Send + 'static,
     V: Send + 'static,
 {
-    let mut out = Vec::with_capacity(targets.len());
-    for (key, addr) in targets {
-        out.push(match addr.send(msg()).timeout(SNAPSHOT_TIMEOUT).await {
+    let asked: Vec<_> = targets
+        .into_iter()
+        .map(|(key, addr)| (key, addr.send(msg()).timeout(SNAPSHOT_TIMEOUT)))
+        .collect();
+    let mut out = Vec::with_capacity(asked.len());
+    for (key, request) in asked {
+        let snap = match request.await {
             Ok(v) => Snapshot::Ready(v),
-            Err(_) => Snapshot::Busy { key, state: "busy" },
-        });
+            Err(_) => Snapshot::Busy {
+                key: key.clone(),
+                state: "busy",
+            },
+        };
+        out.push((key, snap));
     }
     out
 }
@@ -337,3 +407,76 @@ pub struct CountWatchers;
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct SweepShard;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Answers after `delay`, blocking its arbiter's thread meanwhile (a busy actor).
+    struct Probe {
+        delay: Duration,
+        answer: u32,
+    }
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "u32")]
+    struct Ask;
+
+    impl Handler<Ask> for Probe {
+        type Result = u32;
+
+        fn handle(&mut self, _: Ask, _: &mut Context<Self>) -> u32 {
+            std::thread::sleep(self.delay);
+            self.answer
+        }
+    }
+
+    #[test]
+    fn busy_actors_show_as_busy_within_about_one_timeout() {
+        actix::System::new().block_on(async {
+            // The busy actors block their own thread, as a long handler would.
+            let busy_arbiter = Arbiter::new();
+            let slow = SNAPSHOT_TIMEOUT * 4;
+            let mut targets = Vec::new();
+            for i in 0..3 {
+                let addr = Probe::start_in_arbiter(&busy_arbiter.handle(), move |_| Probe {
+                    delay: slow,
+                    answer: i,
+                });
+                targets.push((format!("busy-{i}"), addr));
+            }
+            let quick = Probe {
+                delay: Duration::ZERO,
+                answer: 42,
+            }
+            .start();
+            targets.insert(1, ("quick".to_string(), quick));
+
+            let started = Instant::now();
+            let out = snapshots(targets, || Ask).await;
+            let took = started.elapsed();
+
+            // Asked all at once: three busy actors cost one timeout, not three.
+            assert!(took >= SNAPSHOT_TIMEOUT, "{took:?}");
+            assert!(took < Duration::from_secs(1), "{took:?}");
+            let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, vec!["busy-0", "quick", "busy-1", "busy-2"]);
+            assert!(matches!(out[1].1, Snapshot::Ready(42)));
+            for (key, snap) in out.iter().filter(|(k, _)| k != "quick") {
+                match snap {
+                    Snapshot::Busy { key: k, state } => {
+                        assert_eq!((k, *state), (key, "busy"));
+                    }
+                    Snapshot::Ready(v) => panic!("{key} answered {v} while busy"),
+                }
+            }
+            busy_arbiter.stop();
+        });
+    }
+}

@@ -465,20 +465,30 @@ impl Handler<Stop> for PresentityActor {
 impl Handler<SnapshotPresentity> for PresentityActor {
     type Result = MessageResult<SnapshotPresentity>;
 
-    fn handle(&mut self, _: SnapshotPresentity, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: SnapshotPresentity, _: &mut Context<Self>) -> Self::Result {
+        // `brief` (mailbox sampling): counts only, nothing cloned.
+        let full = !msg.brief;
         MessageResult(PresentityView {
             uri: self.core.uri().to_string(),
             event: self.core.event().to_string(),
-            publications: self
-                .core
-                .publications()
-                .iter()
-                .map(PublicationView::from)
-                .collect(),
-            composed: body_text(&self.composed),
+            publications: if full {
+                self.core
+                    .publications()
+                    .iter()
+                    .map(PublicationView::from)
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            composed: if full {
+                body_text(&self.composed)
+            } else {
+                None
+            },
             watchers: self.watchers.len(),
             passivated_watchers: self.watchers.dormant_count(),
             handled: self.handled,
+            mailbox_depth: 0, // the shard fills it in: only it knows what it sent
             last_activity: self.last_activity.0,
         })
     }

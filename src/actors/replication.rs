@@ -35,6 +35,10 @@ use crate::cluster::wire::{Frame, Member};
 use crate::ids::{DialogId, NodeId};
 use crate::presence::publication::Publication;
 
+mod peer_stats;
+
+use peer_stats::PeerStats;
+
 /// How often digests are compared with every peer (anti-entropy).
 pub const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(5);
 
@@ -134,12 +138,11 @@ pub struct PeerView {
     pub applied_from: u64,
     /// Last anti-entropy exchange that found nothing to repair (ms since the epoch).
     pub last_in_sync: Option<u64>,
-}
-
-#[derive(Default)]
-struct PeerStats {
-    applied: u64,
-    last_in_sync: Option<u64>,
+    /// Replication lag (ms): how far behind the last publication records applied from this
+    /// peer were — apply time minus the HLC wall time of the newest of them (so it includes
+    /// the clock offset between the nodes, clamped at 0) — or 0 once an anti-entropy
+    /// exchange with it found nothing to repair since. `None` before either happened.
+    pub lag_ms: Option<u64>,
 }
 
 /// CSeq jump of a dialog taken over: NOTIFYs its old owner sent after its last replicated
@@ -291,6 +294,15 @@ impl ReplicationActor {
             stats.last_in_sync = Some(now.0);
         }
         stats.applied += handled.changes.len() as u64;
+        let newest = handled
+            .changes
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Applied::Changed { new, .. } => Some(new.stamp.hlc.wall_ms),
+                Applied::Unchanged => None,
+            })
+            .max();
+        stats.note_lag(newest, handled.in_sync, now);
         for (key, applied) in handled.changes {
             let Applied::Changed { old, new } = applied else {
                 continue;
@@ -492,6 +504,7 @@ impl Handler<GetClusterView> for ReplicationActor {
                     dropped: p.dropped,
                     applied_from: stats.map(|s| s.applied).unwrap_or(0),
                     last_in_sync: stats.and_then(|s| s.last_in_sync),
+                    lag_ms: stats.and_then(|s| s.lag_ms),
                 }
             })
             .collect();

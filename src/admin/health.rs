@@ -1,6 +1,12 @@
 //! Health, metrics and cluster routes: `/live`, `/ready`, `/metrics`, `/debug/cluster`.
 //! `/ready` and `/metrics` ask the shards for their counts with a bounded wait
 //! ([`STATS_TIMEOUT`]); neither can hang.
+//!
+//! Each `/metrics` scrape also refreshes what only the actors know, with bounded work: the
+//! mailbox depths of [`MAILBOX_SAMPLE_TOTAL`] presentity actors spread over the shards (at
+//! least 1, at most [`MAILBOX_SAMPLE_PER_SHARD`] per shard), observed into
+//! `presenced_mailbox_depth{kind="presentity"}`, and the replication counts and lag per
+//! peer from the cluster view.
 
 use std::time::Duration;
 
@@ -14,6 +20,11 @@ use crate::api::NodeApi;
 
 /// How long `/ready` and `/metrics` wait for all shards' counts.
 pub(crate) const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most presentity actors per shard whose mailbox depth one scrape observes.
+pub(crate) const MAILBOX_SAMPLE_PER_SHARD: usize = 1000;
+/// Most presentity actors in all whose mailbox depth one scrape observes.
+pub(crate) const MAILBOX_SAMPLE_TOTAL: usize = 10_000;
 
 /// Summed counts over the shards, or why there are none.
 pub(crate) async fn stats(api: &NodeApi) -> Result<Vec<ShardStats>, String> {
@@ -91,10 +102,39 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         );
         m.set_actors("transaction", i64::try_from(t).unwrap_or(i64::MAX));
     }
+    sample_mailboxes(&state.api, m).await;
+    if let Ok(Ok(Some(view))) = tokio::time::timeout(STATS_TIMEOUT, state.api.cluster()).await {
+        for p in view.peers {
+            let Some(id) = p.id else { continue }; // a seed that never answered
+            m.replication_frames(&id, p.frames_in, p.frames_out);
+            if let Some(lag) = p.lag_ms {
+                m.replication_lag(&id, Duration::from_millis(lag));
+            }
+        }
+    }
     m.sample_process();
     HttpResponse::Ok()
         .content_type(crate::metrics::CONTENT_TYPE)
         .body(m.encode())
+}
+
+/// Observes the mailbox depths of a bounded sample of presentity actors (busy ones, whose
+/// depth is unknown, are not observed).
+async fn sample_mailboxes(api: &NodeApi, m: &crate::metrics::Metrics) {
+    let per_shard = sample_per_shard(api.shard_count());
+    let Ok(Ok(samples)) = tokio::time::timeout(STATS_TIMEOUT, api.mailbox_depths(per_shard)).await
+    else {
+        return;
+    };
+    for depth in samples.into_iter().flat_map(|s| s.presentity) {
+        m.mailbox_depth("presentity", usize::try_from(depth).unwrap_or(usize::MAX));
+    }
+}
+
+/// Actors sampled per shard: [`MAILBOX_SAMPLE_TOTAL`] spread over the shards, at least one,
+/// at most [`MAILBOX_SAMPLE_PER_SHARD`].
+fn sample_per_shard(shards: usize) -> usize {
+    (MAILBOX_SAMPLE_TOTAL / shards.max(1)).clamp(1, MAILBOX_SAMPLE_PER_SHARD)
 }
 
 /// `GET /debug/cluster`: this node, its peers (state, RTT, last contact, frames in/out,
@@ -141,5 +181,17 @@ mod tests {
         ];
         assert_eq!(totals(&s), (7, 3, 5));
         assert_eq!(totals(&[]), (0, 0, 0));
+    }
+
+    #[test]
+    fn mailbox_sampling_is_bounded() {
+        assert_eq!(sample_per_shard(1), MAILBOX_SAMPLE_PER_SHARD);
+        assert_eq!(sample_per_shard(4), MAILBOX_SAMPLE_PER_SHARD);
+        assert_eq!(sample_per_shard(512), 19);
+        assert_eq!(sample_per_shard(65_536), 1);
+        assert_eq!(sample_per_shard(0), MAILBOX_SAMPLE_PER_SHARD);
+        for shards in [1, 2, 16, 512, 4096] {
+            assert!(sample_per_shard(shards) * shards <= MAILBOX_SAMPLE_TOTAL.max(shards));
+        }
     }
 }

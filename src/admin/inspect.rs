@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::health::{stats, totals};
-use super::page::{page, PageQuery};
+use super::page::{Page, PageQuery};
 
 use super::{bounded, json, AppState, HttpError};
 use crate::actors::inspect::{
-    PresentityFilter, PresentityView, Snapshot, SubscriptionFilter, SubscriptionView,
+    PageRequest, PresentityFilter, PresentityView, Snapshot, SubscriptionFilter, SubscriptionView,
 };
 use crate::api::NodeApi;
 
@@ -45,22 +45,6 @@ pub(crate) struct SubscriptionsQuery {
     event: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
-}
-
-/// The key a presentity actor is listed under (the shard's own key format).
-pub(crate) fn presentity_key(s: &Snapshot<PresentityView>) -> String {
-    match s {
-        Snapshot::Ready(v) => format!("{} {}", v.uri, v.event),
-        Snapshot::Busy { key, .. } => key.clone(),
-    }
-}
-
-/// The key a subscription actor is listed under (our tag).
-pub(crate) fn subscription_key(s: &Snapshot<SubscriptionView>) -> String {
-    match s {
-        Snapshot::Ready(v) => v.id.clone(),
-        Snapshot::Busy { key, .. } => key.clone(),
-    }
 }
 
 /// Parses the optional filter values of a presentity listing.
@@ -99,17 +83,16 @@ pub(crate) async fn actors(
             }),
         ));
     };
-    let items: Vec<(String, Value)> = match kind {
-        "presentity" => bounded(api.presentities(PresentityFilter::default()))
-            .await?
-            .into_iter()
-            .map(|s| (presentity_key(&s), presentity_actor(s)))
-            .collect(),
-        "subscription" => bounded(api.subscriptions(SubscriptionFilter::default()))
-            .await?
-            .into_iter()
-            .map(|s| (subscription_key(&s), subscription_actor(s)))
-            .collect(),
+    let page = PageQuery::of(q.limit, q.cursor.as_deref()).request()?;
+    let body: Page<Value> = match kind {
+        "presentity" => Page::of(
+            bounded(api.presentities(PresentityFilter::default(), page)).await?,
+            |_, s| presentity_actor(s),
+        ),
+        "subscription" => Page::of(
+            bounded(api.subscriptions(SubscriptionFilter::default(), page)).await?,
+            |_, s| subscription_actor(s),
+        ),
         other => {
             return Err(HttpError::BadRequest(format!(
                 "unknown actor kind {other:?} (listed kinds: {})",
@@ -117,10 +100,7 @@ pub(crate) async fn actors(
             )))
         }
     };
-    Ok(json(
-        StatusCode::OK,
-        &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?,
-    ))
+    Ok(json(StatusCode::OK, &body))
 }
 
 fn presentity_actor(s: Snapshot<PresentityView>) -> Value {
@@ -132,6 +112,7 @@ fn presentity_actor(s: Snapshot<PresentityView>) -> Value {
             "publications": v.publications.len(),
             "watchers": v.watchers,
             "handled": v.handled,
+            "mailbox_depth": v.mailbox_depth,
             "last_activity": v.last_activity,
         }),
         busy => busy_value("presentity", busy_key(&busy)),
@@ -171,15 +152,9 @@ pub(crate) async fn presentities(
     q: web::Query<PresentitiesQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let filter = presentity_filter(&state.api, q.uri.as_deref(), q.event.as_deref())?;
-    let items: Vec<_> = bounded(state.api.presentities(filter))
-        .await?
-        .into_iter()
-        .map(|s| (presentity_key(&s), s))
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?,
-    ))
+    let page = PageQuery::of(q.limit, q.cursor.as_deref()).request()?;
+    let list = bounded(state.api.presentities(filter, page)).await?;
+    Ok(json(StatusCode::OK, &Page::of(list, |_, s| s)))
 }
 
 /// `GET /debug/presentities/{uri}/{event}`.
@@ -189,10 +164,12 @@ pub(crate) async fn presentity(
 ) -> Result<HttpResponse, HttpError> {
     let (uri, event) = path.into_inner();
     let filter = presentity_filter(&state.api, Some(&uri), Some(&event))?;
-    let found = bounded(state.api.presentities(filter))
+    let found = bounded(state.api.presentities(filter, PageRequest::first(1)))
         .await?
+        .items
         .into_iter()
-        .next();
+        .next()
+        .map(|(_, s)| s);
     single(found, || format!("no presentity {uri} for event {event}"))
 }
 
@@ -216,15 +193,9 @@ pub(crate) async fn subscriptions(
         event: q.event.as_deref().map(|e| api.event(e)).transpose()?,
         id: None,
     };
-    let items: Vec<_> = bounded(api.subscriptions(filter))
-        .await?
-        .into_iter()
-        .map(|s| (subscription_key(&s), s))
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        &page(items, &PageQuery::of(q.limit, q.cursor.as_deref()))?,
-    ))
+    let page = PageQuery::of(q.limit, q.cursor.as_deref()).request()?;
+    let list = bounded(api.subscriptions(filter, page)).await?;
+    Ok(json(StatusCode::OK, &Page::of(list, |_, s| s)))
 }
 
 /// `GET /debug/subscriptions/{id}`.
@@ -237,10 +208,12 @@ pub(crate) async fn subscription(
         id: Some(id.clone()),
         ..SubscriptionFilter::default()
     };
-    let found = bounded(state.api.subscriptions(filter))
+    let found = bounded(state.api.subscriptions(filter, PageRequest::first(1)))
         .await?
+        .items
         .into_iter()
-        .next();
+        .next()
+        .map(|(_, s)| s);
     single(found, || format!("no subscription with id {id}"))
 }
 
@@ -268,7 +241,6 @@ mod tests {
             key: "sip:a@b presence".into(),
             state: "busy",
         };
-        assert_eq!(presentity_key(&s), "sip:a@b presence");
         let v = presentity_actor(s);
         assert_eq!(v["state"], "busy");
         assert_eq!(v["key"], "sip:a@b presence");

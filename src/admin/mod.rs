@@ -10,7 +10,7 @@
 //! | `GET /live` | 200 `{"live": true}` while the process serves HTTP |
 //! | `GET /ready` | 200 when every shard answers a stats call (`{"ready": true, …counts}`), 503 otherwise |
 //! | `GET /metrics` | Prometheus/OpenMetrics text ([`crate::metrics`]) |
-//! | `GET /debug/actors[?kind=&limit=&cursor=]` | counts by kind; with `kind` (`presentity`, `subscription`) a paged list of actors |
+//! | `GET /debug/actors[?kind=&limit=&cursor=]` | counts by kind; with `kind` (`presentity`, `subscription`) a paged list of actors (presentities with their `mailbox_depth`) |
 //! | `GET /debug/presentities[?uri=&event=&limit=&cursor=]` | paged presentity views (publications, composed document) |
 //! | `GET /debug/presentities/{uri}/{event}` | one presentity (404 when it has no actor) |
 //! | `GET /debug/subscriptions[?presentity=&watcher=&event=&limit=&cursor=]` | paged subscription views (every `$subs(…)` attribute) |
@@ -23,7 +23,9 @@
 //! * Nothing hangs: every actor answers within
 //!   [`crate::actors::inspect::SNAPSHOT_TIMEOUT`] or shows as `{"key": …, "state": "busy"}`.
 //! * Lists are paged: `limit` defaults to 100, at most 1000 (larger values are clamped);
-//!   `next_cursor` (opaque) walks the rest, each item exactly once in key order.
+//!   `next_cursor` (opaque) walks the rest, each item exactly once in key order. Paging is
+//!   done at the source: a page snapshots at most `limit` actors whatever their number
+//!   ([`crate::actors::inspect`]); a page's snapshots are asked for all at once.
 //! * Paths carry percent-encoded URIs (`/debug/presentities/sip%3Aalice%40example.com/presence`).
 //! * Request bodies are limited to [`MAX_BODY`] bytes.
 //! * With a token configured, every request needs `Authorization: Bearer <token>` (compared in

@@ -1,12 +1,15 @@
 //! Keyset paging for the endpoint's lists: items are ordered by their key (the actor key:
 //! `"<uri> <event>"` for presentities, the tag for subscriptions), and the opaque cursor is
-//! the last key returned (hex-encoded). Invariant: walking `next_cursor` until it is absent
-//! yields every item that existed throughout the walk exactly once, even if others come or
-//! go in between (no offsets that shift).
+//! the last key returned (hex-encoded). The paging itself happens at the source (the shards
+//! pick each page's keys: [`crate::actors::inspect::PageRequest`]); this module turns
+//! `?limit=&cursor=` into a page request and a [`ListPage`] into the JSON page. Invariant:
+//! walking `next_cursor` until it is absent yields every item that existed throughout the
+//! walk exactly once, even if others come or go in between (no offsets that shift).
 
 use serde::Serialize;
 
 use super::HttpError;
+use crate::actors::inspect::{ListPage, PageRequest};
 
 /// Items per page when `limit` is not given.
 pub(crate) const DEFAULT_LIMIT: usize = 100;
@@ -28,6 +31,17 @@ impl<'a> PageQuery<'a> {
     pub(crate) fn of(limit: Option<usize>, cursor: Option<&'a str>) -> Self {
         PageQuery { limit, cursor }
     }
+
+    /// The page request for the shards: the limit clamped to 1..=[`MAX_LIMIT`], the cursor
+    /// decoded (400 when it is not one of ours).
+    pub(crate) fn request(&self) -> Result<PageRequest, HttpError> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let after = match self.cursor {
+            Some(c) if !c.is_empty() => Some(decode(c)?),
+            _ => None,
+        };
+        Ok(PageRequest::after(after, limit))
+    }
 }
 
 /// One page.
@@ -41,31 +55,28 @@ pub(crate) struct Page<T> {
     pub(crate) total: usize,
 }
 
-/// Cuts the page after `q.cursor` out of `items` (each with its key).
-pub(crate) fn page<T>(mut items: Vec<(String, T)>, q: &PageQuery) -> Result<Page<T>, HttpError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let after = match q.cursor {
-        Some(c) if !c.is_empty() => Some(decode(c)?),
-        _ => None,
-    };
-    let total = items.len();
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    let start = match &after {
-        Some(k) => items.partition_point(|(key, _)| key <= k),
-        None => 0,
-    };
-    let rest = items.len() - start;
-    let mut page: Vec<(String, T)> = items.into_iter().skip(start).take(limit).collect();
-    let next_cursor = if rest > limit {
-        page.last().map(|(k, _)| encode(k))
-    } else {
-        None
-    };
-    Ok(Page {
-        items: page.drain(..).map(|(_, v)| v).collect(),
-        next_cursor,
-        total,
-    })
+impl<T> Page<T> {
+    /// The JSON page of a listing, each item rendered by `f` (given its key).
+    pub(crate) fn of<S>(
+        list: ListPage<S>,
+        mut f: impl FnMut(String, crate::actors::inspect::Snapshot<S>) -> T,
+    ) -> Self {
+        Page {
+            items: list.items.into_iter().map(|(k, s)| f(k, s)).collect(),
+            next_cursor: list.next.as_deref().map(encode),
+            total: list.total,
+        }
+    }
+}
+
+/// The cursor of the page after `key` (for callers that page themselves, e.g. the RPCs).
+pub(crate) fn cursor(key: &str) -> String {
+    encode(key)
+}
+
+/// A cursor back to its key (400 when it is not one of ours).
+pub(crate) fn key_of(cursor: &str) -> Result<String, HttpError> {
+    decode(cursor)
 }
 
 fn encode(key: &str) -> String {
@@ -88,59 +99,46 @@ fn decode(cursor: &str) -> Result<String, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::inspect::Snapshot;
 
-    fn items(n: usize) -> Vec<(String, usize)> {
-        (0..n).map(|i| (format!("k{i:03}"), i)).collect()
-    }
-
-    fn q(limit: Option<usize>, cursor: Option<&str>) -> PageQuery<'_> {
-        PageQuery { limit, cursor }
+    #[test]
+    fn limits_are_clamped_and_cursors_decoded() {
+        let r = PageQuery::of(Some(5000), None).request().unwrap();
+        assert_eq!(r, PageRequest::after(None, MAX_LIMIT));
+        let r = PageQuery::of(Some(0), None).request().unwrap();
+        assert_eq!(r.limit, 1);
+        let r = PageQuery::of(None, Some("")).request().unwrap();
+        assert_eq!(r, PageRequest::after(None, DEFAULT_LIMIT));
+        let c = cursor("sip:a@b presence");
+        let r = PageQuery::of(Some(3), Some(&c)).request().unwrap();
+        assert_eq!(r.after.as_deref(), Some("sip:a@b presence"));
+        assert!(PageQuery::of(None, Some("xyz")).request().is_err());
     }
 
     #[test]
-    fn walks_every_item_once_in_key_order() {
-        let mut all = items(25);
-        all.reverse(); // input order must not matter
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let p = page(all.clone(), &q(Some(10), cursor.as_deref())).unwrap();
-            assert_eq!(p.total, 25);
-            assert!(p.items.len() <= 10);
-            seen.extend(p.items);
-            match p.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        assert_eq!(seen, (0..25).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn exact_multiple_has_no_empty_last_page() {
-        let p = page(items(10), &q(Some(10), None)).unwrap();
-        assert_eq!(p.items.len(), 10);
-        assert!(p.next_cursor.is_none());
-    }
-
-    #[test]
-    fn items_removed_between_pages_do_not_shift() {
-        let first = page(items(6), &q(Some(3), None)).unwrap();
-        assert_eq!(first.items, vec![0, 1, 2]);
-        let mut fewer = items(6);
-        fewer.remove(1); // k001 went away meanwhile
-        let second = page(fewer, &q(Some(3), first.next_cursor.as_deref())).unwrap();
-        assert_eq!(second.items, vec![3, 4, 5]);
-    }
-
-    #[test]
-    fn limits_are_clamped() {
-        let p = page(items(1500), &q(Some(5000), None)).unwrap();
-        assert_eq!(p.items.len(), MAX_LIMIT);
-        let p = page(items(3), &q(Some(0), None)).unwrap();
-        assert_eq!(p.items.len(), 1);
-        let p = page(items(150), &q(None, None)).unwrap();
-        assert_eq!(p.items.len(), DEFAULT_LIMIT);
+    fn a_listing_becomes_a_page_with_an_opaque_cursor() {
+        let list = ListPage {
+            items: vec![
+                ("a".to_string(), Snapshot::Ready(1u32)),
+                (
+                    "b".to_string(),
+                    Snapshot::Busy {
+                        key: "b".into(),
+                        state: "busy",
+                    },
+                ),
+            ],
+            total: 7,
+            next: Some("b".into()),
+        };
+        let p = Page::of(list, |k, s| (k, matches!(s, Snapshot::Ready(_))));
+        assert_eq!(p.items, vec![("a".into(), true), ("b".into(), false)]);
+        assert_eq!(p.total, 7);
+        let next = p.next_cursor.expect("more follow");
+        assert_ne!(next, "b", "opaque");
+        assert_eq!(key_of(&next).unwrap(), "b");
+        let last = Page::of(ListPage::<u32>::default(), |k, _| k);
+        assert!(last.next_cursor.is_none());
     }
 
     #[test]
@@ -153,6 +151,5 @@ mod tests {
         assert!(decode("zz").is_err());
         assert!(decode("ff").is_err()); // not UTF-8
         assert!(decode("é1").is_err());
-        assert!(page(items(3), &q(None, Some("xyz"))).is_err());
     }
 }

@@ -61,10 +61,12 @@ impl Handler<RestoreWatch> for PresentityActor {
                 event: d.event.clone(),
                 watcher: d.watcher.clone(),
             });
-            if self.ctx.persist.db_only() {
-                SubHandle::Stored
-            } else {
+            if self.ctx.cseq_may_lag {
+                // Write-back: the raised CSeq is not in the store; keep it in memory.
                 SubHandle::Dormant(DormantSub::new(&d, None, now))
+            } else {
+                // The store has the dialog exactly: nothing to keep but the watcher entry.
+                SubHandle::Stored
             }
         } else {
             let body = match (winfo, neutral) {
@@ -155,7 +157,9 @@ impl Handler<Passivate> for PresentityActor {
     type Result = ();
 
     fn handle(&mut self, msg: Passivate, ctx: &mut Context<Self>) {
-        let keep_form = !self.ctx.persist.db_only();
+        // With subscriptions in the store (modes 1, 2, 3) the store has the dialog: a
+        // passivated one is read back from it; memory-only mode keeps the compact form.
+        let keep_form = !self.ctx.persist.stores_subscriptions();
         if let Some(addr) = self.watchers.passivate(msg, keep_form) {
             self.ctx.metrics.subscription_passivated();
             addr.do_send(Stop);
