@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benches/modes.sh — PUBLISH/s and SUBSCRIBE+NOTIFY/s per storage mode (issue 3), one after the
 # other in the same run: subs_db_mode 0 / publ_cache 2 (memory), 1 / 1 (write-through),
-# 2 / 1 (write-back). Each run gets a fresh node and data dir.
+# 2 / 1 (write-back), 3 / 1 (DB-only). Each run gets a fresh node and data dir.
 #
 #   bash benches/modes.sh                 # ~4 min on 2 cores
 #   SKIP_BUILD=1 bash benches/modes.sh    # use target/release binaries as they are
@@ -48,6 +48,7 @@ level = "warn"
 [presence]
 subs_db_mode = $1
 publ_cache = $2
+notifier_processes = 0
 max_expires = 3600
 TOML
     "$ROOT/target/release/presenced" --config "$WORK/node.toml" >"$WORK/node.log" 2>&1 &
@@ -67,7 +68,7 @@ TOML
     PID=""
 }
 
-for m in "0 2" "1 1" "2 1"; do
+for m in "0 2" "1 1" "2 1" "3 1"; do
     set -- $m
     run "$1" "$2" publish
     run "$1" "$2" subscribe

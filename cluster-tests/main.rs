@@ -5,6 +5,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod harness;
+mod replay;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
