@@ -208,14 +208,25 @@ impl PresentityActor {
     }
 
     /// Writes the watchers-table records of the watchers whose state changed.
+    /// Only when authorization is in effect: with `default_policy = "allow"` every watcher is
+    /// active and, as with Kamailio's `force_active = 1`, no watcher rows are kept.
     fn persist_watchers(&mut self) {
+        let dirty = self.watchers.take_dirty();
+        if !self.keeps_watcher_rows() {
+            return;
+        }
         let (uri, event) = (self.core.uri(), self.core.event());
-        for w in self.watchers.take_dirty() {
+        for w in dirty {
             match self.watchers.record(&w) {
                 Some(r) => self.ctx.persist.put_watcher(uri, event, &r),
                 None => self.ctx.persist.delete_watcher(uri, event, &w),
             }
         }
+    }
+
+    /// Whether the watchers table is kept for this presentity (authorization in effect).
+    fn keeps_watcher_rows(&self) -> bool {
+        self.pkg.req_auth() && self.ctx.policy != crate::presence::authz::Policy::Allow
     }
 
     /// Writes what a PUBLISH changed: publications gone since `before` are deleted, the one

@@ -105,19 +105,26 @@ impl Handler<RestoreWatch> for PresentityActor {
 
 impl PresentityActor {
     /// The watchers-table record of `watcher`, read once per actor.
+    /// Each record is handed out once (restored dialogs of one watcher after the first start
+    /// from now); the map is freed once empty.
     fn stored_watcher(&mut self, watcher: &PresentityUri) -> Option<WatcherRecord> {
+        if !self.keeps_watcher_rows() {
+            return None;
+        }
         let (uri, event) = (self.core.uri(), self.core.event());
         let persist = &self.ctx.persist;
-        self.stored_watchers
-            .get_or_insert_with(|| {
-                persist
-                    .watchers(uri, event)
-                    .into_iter()
-                    .map(|r| (r.watcher.clone(), r))
-                    .collect()
-            })
-            .get(watcher)
-            .cloned()
+        let map = self.stored_watchers.get_or_insert_with(|| {
+            persist
+                .watchers(uri, event)
+                .into_iter()
+                .map(|r| (r.watcher.clone(), r))
+                .collect()
+        });
+        let r = map.remove(watcher);
+        if map.is_empty() {
+            map.shrink_to_fit();
+        }
+        r
     }
 }
 
