@@ -174,26 +174,57 @@ impl Persistence {
         }
     }
 
-    /// The stored watcher states of a presentity (empty without a store; a read error is
-    /// logged and treated as none).
-    pub fn watchers(&self, uri: &PresentityUri, event: &EventKey) -> Vec<WatcherRecord> {
-        match (self.subscriptions, &self.store) {
-            (true, Some(s)) => s.watchers(uri, event).unwrap_or_else(|e| {
-                tracing::error!(presentity = %uri, error = %e, "store: watchers not read");
-                Vec::new()
-            }),
-            _ => Vec::new(),
+    /// A presentity's stored rule document and watcher rows, read on the blocking pool (read
+    /// errors are logged and treated as none).
+    pub fn load_authorization(
+        &self,
+        uri: PresentityUri,
+        event: EventKey,
+    ) -> impl Future<Output = (Option<Vec<u8>>, Vec<WatcherRecord>)> + 'static {
+        let (store, subscriptions) = (self.store.clone(), self.subscriptions);
+        async move {
+            let Some(s) = store else {
+                return (None, Vec::new());
+            };
+            let read = move || {
+                let rules = s.rules(&uri).unwrap_or_else(|e| {
+                    tracing::error!(presentity = %uri, error = %e, "store: rule document not read");
+                    None
+                });
+                let watchers = if subscriptions {
+                    s.watchers(&uri, &event).unwrap_or_else(|e| {
+                        tracing::error!(presentity = %uri, error = %e, "store: watchers not read");
+                        Vec::new()
+                    })
+                } else {
+                    Vec::new()
+                };
+                (rules, watchers)
+            };
+            tokio::task::spawn_blocking(read)
+                .await
+                .unwrap_or((None, Vec::new()))
         }
     }
 
-    /// A presentity's stored rule document (`None` without a store or a document; a read
-    /// error is logged and treated as none).
-    pub fn rules(&self, uri: &PresentityUri) -> Option<Vec<u8>> {
-        let s = self.store.as_ref()?;
-        s.rules(uri).unwrap_or_else(|e| {
-            tracing::error!(presentity = %uri, error = %e, "store: rule document not read");
-            None
-        })
+    /// A presentity's stored rule document, read on the blocking pool.
+    pub fn load_rules(
+        &self,
+        uri: PresentityUri,
+    ) -> impl Future<Output = Option<Vec<u8>>> + 'static {
+        let store = self.store.clone();
+        async move {
+            let s = store?;
+            tokio::task::spawn_blocking(move || {
+                s.rules(&uri).unwrap_or_else(|e| {
+                    tracing::error!(presentity = %uri, error = %e, "store: rule document not read");
+                    None
+                })
+            })
+            .await
+            .ok()
+            .flatten()
+        }
     }
 
     /// Stores (or with `None` removes) a presentity's rule document. Rules are kept whenever

@@ -26,7 +26,7 @@ use super::watchers::{initial_status, neutral_body, Watcher, Watchers};
 use crate::clock::{self, Timestamp};
 use crate::cluster::merge::{PubId, PubKey};
 use crate::ids::{ETag, EventKey, PresentityUri};
-use crate::presence::authz::{sphere_of, Decision, RuleSet, WatcherStatus};
+use crate::presence::authz::{Decision, RuleSet, WatcherStatus};
 use crate::presence::package::{Body, EventPackage};
 use crate::presence::presentity::Presentity;
 use crate::presence::publication::PublishInput;
@@ -126,48 +126,6 @@ impl PresentityActor {
             presentity: self.me.clone(),
             ctx: self.ctx.clone(),
         }
-    }
-
-    /// The rule document, read from the store the first time it is needed.
-    fn rules(&mut self) -> Option<&RuleSet> {
-        if !self.rules_loaded {
-            self.rules_loaded = true;
-            let uri = self.core.uri();
-            let doc = self
-                .pkg
-                .rules_doc(uri)
-                .or_else(|| self.ctx.persist.rules(uri));
-            if let Some(doc) = doc {
-                match RuleSet::parse_with(&doc, self.ctx.ingress.uri_match) {
-                    Ok(r) => self.rules = Some((Bytes::from(doc), r)),
-                    Err(e) => {
-                        tracing::warn!(presentity = %self.core.uri(), reason = %e, "stored rule document ignored")
-                    }
-                }
-            }
-        }
-        self.rules.as_ref().map(|(_, r)| r)
-    }
-
-    /// The authorization decision for `watcher` (SPEC §4); packages without `req_auth`
-    /// authorize everyone.
-    fn decide(&mut self, watcher: &PresentityUri) -> Decision {
-        if !self.pkg.req_auth() {
-            return Decision::active();
-        }
-        let sphere_check = self.ctx.sphere_check;
-        let sphere = sphere_check
-            .then(|| self.composed.as_ref().and_then(|b| sphere_of(&b.bytes)))
-            .flatten();
-        let (policy, uri, pkg) = (self.ctx.policy, self.core.uri().clone(), self.pkg.clone());
-        pkg.auth_status(
-            policy,
-            self.rules(),
-            watcher,
-            &uri,
-            sphere.as_deref(),
-            sphere_check,
-        )
     }
 
     /// Re-arms the expiry timer and reports idleness after every message.
@@ -325,6 +283,30 @@ impl PresentityActor {
 
 impl Actor for PresentityActor {
     type Context = Context<Self>;
+
+    /// With authorization in effect and a store, reads the rule document and the watcher
+    /// rows on the blocking pool before handling any message (`wait` holds the mailbox), so
+    /// that no store read ever runs on this thread.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.keeps_watcher_rows() || self.ctx.persist.store().is_none() {
+            return;
+        }
+        let load = self
+            .ctx
+            .persist
+            .load_authorization(self.core.uri().clone(), self.core.event().clone());
+        ctx.wait(load.into_actor(self).map(|(rules, watchers), this, _| {
+            if this.pkg.rules_doc(this.core.uri()).is_none() {
+                this.install_rules(rules);
+            }
+            this.stored_watchers = Some(
+                watchers
+                    .into_iter()
+                    .map(|r| (r.watcher.clone(), r))
+                    .collect(),
+            );
+        }));
+    }
 }
 
 impl Handler<Publish> for PresentityActor {

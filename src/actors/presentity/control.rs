@@ -1,4 +1,5 @@
-//! Authorization control of a presentity actor (SPEC §4, §5): setting and reading its rule
+//! Authorization of a presentity actor (SPEC §4, §5): its rule document (from the package or
+//! read from the store off the actor thread) and decisions; setting and reading its rule
 //! document, re-evaluating its watchers (`presence.updateWatchers`), answering
 //! `pres_auth_status`, listing watchers. Sent by the admin endpoint through the shard.
 
@@ -8,7 +9,56 @@ use bytes::Bytes;
 use super::PresentityActor;
 use crate::clock;
 use crate::ids::PresentityUri;
-use crate::presence::authz::{Decision, RuleSet};
+use crate::presence::authz::{sphere_of, Decision, RuleSet};
+
+impl PresentityActor {
+    /// The rule document: the package's own (`get_rules_doc`) or the stored one, which the
+    /// actor read off its thread when it started (see `started`) — or, when authorization is
+    /// not in effect, which `GetRules` reads on demand. Never read from the store here.
+    pub(super) fn rules(&mut self) -> Option<&RuleSet> {
+        if !self.rules_loaded {
+            if let Some(doc) = self.pkg.rules_doc(self.core.uri()) {
+                self.install_rules(Some(doc));
+            }
+        }
+        self.rules.as_ref().map(|(_, r)| r)
+    }
+
+    /// Parses and keeps a rule document (`None`: there is none); marks the rules loaded.
+    pub(super) fn install_rules(&mut self, doc: Option<Vec<u8>>) {
+        self.rules_loaded = true;
+        self.rules = None;
+        if let Some(doc) = doc {
+            match RuleSet::parse_with(&doc, self.ctx.ingress.uri_match) {
+                Ok(r) => self.rules = Some((Bytes::from(doc), r)),
+                Err(e) => {
+                    tracing::warn!(presentity = %self.core.uri(), reason = %e, "stored rule document ignored")
+                }
+            }
+        }
+    }
+
+    /// The authorization decision for `watcher` (SPEC §4); packages without `req_auth`
+    /// authorize everyone.
+    pub(super) fn decide(&mut self, watcher: &PresentityUri) -> Decision {
+        if !self.pkg.req_auth() {
+            return Decision::active();
+        }
+        let sphere_check = self.ctx.sphere_check;
+        let sphere = sphere_check
+            .then(|| self.composed.as_ref().and_then(|b| sphere_of(&b.bytes)))
+            .flatten();
+        let (policy, uri, pkg) = (self.ctx.policy, self.core.uri().clone(), self.pkg.clone());
+        pkg.auth_status(
+            policy,
+            self.rules(),
+            watcher,
+            &uri,
+            sphere.as_deref(),
+            sphere_check,
+        )
+    }
+}
 
 /// Re-decide every watcher; answers how many changed status.
 #[derive(Message)]
@@ -101,17 +151,28 @@ impl Handler<SetRules> for PresentityActor {
 }
 
 impl Handler<GetRules> for PresentityActor {
-    type Result = Option<String>;
+    type Result = ResponseActFuture<Self, Option<String>>;
 
-    fn handle(&mut self, _: GetRules, ctx: &mut Context<Self>) -> Option<String> {
+    fn handle(&mut self, _: GetRules, ctx: &mut Context<Self>) -> Self::Result {
         self.handled += 1;
         let _ = self.rules();
-        let doc = self
-            .rules
-            .as_ref()
-            .map(|(d, _)| String::from_utf8_lossy(d).into_owned());
         self.after_message(ctx);
-        doc
+        let text = |this: &Self| {
+            this.rules
+                .as_ref()
+                .map(|(d, _)| String::from_utf8_lossy(d).into_owned())
+        };
+        if self.rules_loaded {
+            return Box::pin(actix::fut::ready(text(self)));
+        }
+        // Not read yet (authorization is not in effect): read it off this thread.
+        let load = self.ctx.persist.load_rules(self.core.uri().clone());
+        Box::pin(load.into_actor(self).map(move |doc, this, _| {
+            if !this.rules_loaded {
+                this.install_rules(doc);
+            }
+            text(this)
+        }))
     }
 }
 

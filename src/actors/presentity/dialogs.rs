@@ -108,18 +108,8 @@ impl PresentityActor {
     /// Each record is handed out once (restored dialogs of one watcher after the first start
     /// from now); the map is freed once empty.
     fn stored_watcher(&mut self, watcher: &PresentityUri) -> Option<WatcherRecord> {
-        if !self.keeps_watcher_rows() {
-            return None;
-        }
-        let (uri, event) = (self.core.uri(), self.core.event());
-        let persist = &self.ctx.persist;
-        let map = self.stored_watchers.get_or_insert_with(|| {
-            persist
-                .watchers(uri, event)
-                .into_iter()
-                .map(|r| (r.watcher.clone(), r))
-                .collect()
-        });
+        // Read when the actor started (only while authorization is in effect).
+        let map = self.stored_watchers.as_mut()?;
         let r = map.remove(watcher);
         if map.is_empty() {
             map.shrink_to_fit();
