@@ -216,6 +216,8 @@ pub struct NotifyResponse {
     pub call_id: String,
     /// To-tag of the response (the watcher's tag).
     pub remote_tag: Option<String>,
+    /// Branch of the response's top Via (matched against the NOTIFY's).
+    pub branch: Option<String>,
 }
 
 /// Publications read from the store at start, for one presentity (to its shard).

@@ -359,6 +359,7 @@ impl Shard {
             cseq: resp.cseq.seq,
             status: resp.status,
             reason: resp.reason,
+            branch: resp.vias.first().and_then(|v| v.branch.clone()),
             call_id: resp.call_id,
             remote_tag: resp.to.tag,
         });

@@ -40,10 +40,8 @@ pub struct SubscriptionActor {
     /// Restored as a takeover from a node that is gone: NOTIFY at once, which also moves the
     /// watcher's remote target (our Contact) to this node.
     takeover: bool,
-    /// The NOTIFY in flight (for retransmission), where it goes, and its place in the
-    /// node's `max_pending_notifies` count (released when this is cleared or the actor
-    /// stops).
-    in_flight: Option<(Target, Bytes, PendingNotify)>,
+    /// The NOTIFY in flight (for retransmission).
+    in_flight: Option<InFlightNotify>,
     timer: Option<(Timestamp, SpawnHandle)>,
     /// Unregistered; waiting for the shard's `Stop`.
     gone: bool,
@@ -54,6 +52,16 @@ pub struct SubscriptionActor {
     handled: u64,
     /// When this actor last asked to be passivated.
     asked: Timestamp,
+}
+
+/// The NOTIFY in flight: its bytes (for retransmission), where it goes, its Via branch (a
+/// response must carry it, RFC 3261 §17.1.3), and its place in the node's
+/// `max_pending_notifies` count (released when this is dropped).
+pub(crate) struct InFlightNotify {
+    target: Target,
+    bytes: Bytes,
+    branch: String,
+    _pending: PendingNotify,
 }
 
 impl SubscriptionActor {
@@ -168,16 +176,31 @@ impl SubscriptionActor {
     fn apply(&mut self, effects: Vec<SubEffect>, ctx: &mut Context<Self>) {
         self.last_activity = clock::now();
         let notified = effects.iter().any(|e| matches!(e, SubEffect::Notify(_)));
+        let mut unsent = Vec::new();
         for e in effects {
             match e {
-                SubEffect::Notify(spec) => self.send_notify(&spec),
+                SubEffect::Notify(spec) => {
+                    if !self.send_notify(&spec) {
+                        unsent.push(spec.cseq);
+                    }
+                }
                 SubEffect::Retransmit => {
-                    if let Some((target, bytes, _)) = &self.in_flight {
+                    if let Some(f) = &self.in_flight {
                         self.ctx.metrics.notify_retransmitted();
-                        self.ctx.sender.send_request(target, bytes.clone());
+                        self.ctx.sender.send_request(&f.target, f.bytes.clone());
                     }
                 }
                 SubEffect::Remove => self.unregister(),
+            }
+        }
+        // A NOTIFY that could not leave at all fails at once, as a transport error (RFC 3261
+        // §8.1.3.1: 503), instead of waiting 32 s for Timer F with nothing on the wire.
+        for cseq in unsent {
+            let fx = self
+                .core
+                .on_notify_response(clock::now(), cseq, 503, "Service Unavailable");
+            if !fx.is_empty() {
+                self.apply(fx, ctx);
             }
         }
         if notified && !self.gone {
@@ -487,9 +510,14 @@ impl Handler<NotifyResponse> for SubscriptionActor {
             tracing::debug!(dialog = %d.id, "NOTIFY response ignored: dialog mismatch");
             return;
         }
-        if msg.status >= 300 {
-            self.ctx.metrics.notify_failed("rejected");
+        if let Some(f) = &self.in_flight {
+            if msg.branch.as_deref() != Some(f.branch.as_str()) {
+                // RFC 3261 §17.1.3: a response matches the transaction by its top Via branch.
+                tracing::debug!(dialog = %d.id, "NOTIFY response ignored: another branch");
+                return;
+            }
         }
+        let was_in_flight = self.core.notify_in_flight();
         let d = self.core.dialog();
         self.ctx.events.emit(
             "notify-reply",
@@ -510,6 +538,9 @@ impl Handler<NotifyResponse> for SubscriptionActor {
         let mut fx = self
             .core
             .on_notify_response(clock::now(), msg.cseq, msg.status, &msg.reason);
+        if msg.status >= 300 && was_in_flight && !self.core.notify_in_flight() {
+            self.ctx.metrics.notify_failed("rejected");
+        }
         if delete && !fx.contains(&SubEffect::Remove) {
             tracing::info!(dialog = %self.core.dialog().id, "subscription deleted by the notify-reply hook");
             fx.push(SubEffect::Remove);

@@ -149,7 +149,10 @@ impl TcpConnections {
         }
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
-        actix_rt::spawn(write_loop(write, rx));
+        // The writer ends when the reader has ended and the queue is written, or when one
+        // write makes no progress for the idle timeout (a peer that stopped reading): a
+        // blocked writer never outlives its connection by more than that.
+        actix_rt::spawn(write_loop(write, rx, self.inner.limits.idle_timeout));
         let this = self.clone();
         actix_rt::spawn(async move {
             this.read_loop(
@@ -300,12 +303,21 @@ fn reject_stream(buf: &[u8], e: FrameError, source: Source, sender: &SipSender) 
     }
 }
 
-async fn write_loop(mut write: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+async fn write_loop(
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    stall: Duration,
+) {
+    // `None` once the connection left the table (reader ended) and the queue is empty.
     while let Some(mut bytes) = rx.recv().await {
         while bytes.has_remaining() {
-            match write.write(&bytes).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => bytes.advance(n),
+            match tokio::time::timeout(stall, write.write(&bytes)).await {
+                Ok(Ok(n)) if n > 0 => bytes.advance(n),
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::debug!("TCP write stalled for the idle timeout; connection closed");
+                    return;
+                }
             }
         }
     }

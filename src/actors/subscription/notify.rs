@@ -2,7 +2,7 @@
 //! post-processing; the encoded bytes are kept for Timer E retransmissions, with the guard
 //! that counts the NOTIFY against `max_pending_notifies`.
 
-use super::SubscriptionActor;
+use super::{InFlightNotify, SubscriptionActor};
 use crate::ids::mint_branch;
 use crate::presence::subscription::{NotifySpec, SubStatus};
 use crate::sip::headers::{Event, SubscriptionState};
@@ -10,7 +10,9 @@ use crate::sip::{encode_notify, NotifyParams};
 use crate::transport::{Proto, Target};
 
 impl SubscriptionActor {
-    pub(super) fn send_notify(&mut self, spec: &NotifySpec) {
+    /// Sends the NOTIFY of `spec`; `false` when it could not be sent at all (no usable
+    /// target or transport), which the caller treats as a transport failure.
+    pub(super) fn send_notify(&mut self, spec: &NotifySpec) -> bool {
         let d = self.core.dialog();
         self.ctx.events.emit(
             "notify",
@@ -21,12 +23,12 @@ impl SubscriptionActor {
         let Some(target) = next_hop(d) else {
             tracing::info!(dialog = %d.id, contact = %d.contact, "NOTIFY not sent: unusable remote target");
             self.ctx.metrics.notify_failed("no_target");
-            return;
+            return false;
         };
         let Some(local) = self.ctx.sender.local_addr(target.proto) else {
             tracing::info!(dialog = %d.id, "NOTIFY not sent: no listener for {}", target.proto.as_str());
             self.ctx.metrics.notify_failed("transport");
-            return;
+            return false;
         };
         let mut event: Event = d
             .event
@@ -73,8 +75,13 @@ impl SubscriptionActor {
         let bytes = encode_notify(&params, self.ctx.sender.server_header());
         self.ctx.sender.send_request(&target, bytes.clone());
         self.ctx.metrics.notify_sent();
-        let pending = self.ctx.pending_notifies.start();
-        self.in_flight = Some((target, bytes, pending));
+        self.in_flight = Some(InFlightNotify {
+            target,
+            bytes,
+            branch,
+            _pending: self.ctx.pending_notifies.start(),
+        });
+        true
     }
 }
 
