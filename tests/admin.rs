@@ -206,6 +206,18 @@ fn publication_shows_in_debug_routes_and_presentity_list() {
     let (_, a) = node.get("/debug/actors?kind=presentity");
     assert_eq!(a["items"][0]["key"], format!("{ALICE} presence"));
     assert_eq!(a["items"][0]["publications"], 1);
+    // Age and activity: started before (or when) it last handled a message, both recent.
+    let item = &a["items"][0];
+    let (started, last) = (
+        item["started_at"].as_u64().expect("started_at"),
+        item["last_activity"].as_u64().expect("last_activity"),
+    );
+    let now_ms = now * 1000;
+    assert!(
+        started + 60_000 > now_ms && started <= last && last <= now_ms + 60_000,
+        "{item}"
+    );
+    assert!(item["mailbox_depth"].as_u64().is_some(), "{item}");
     let (status, _) = node.get("/debug/actors?kind=martian");
     assert_eq!(status, 400);
 }

@@ -82,6 +82,8 @@ pub struct PresentityView {
     pub mailbox_depth: u64,
     /// Last message handled (ms since the epoch).
     pub last_activity: u64,
+    /// When this actor started (ms since the epoch): its age.
+    pub started_at: u64,
 }
 
 /// One subscription actor: every `$subs(...)` attribute of Kamailio, plus the last NOTIFY
@@ -153,6 +155,8 @@ pub struct SubscriptionView {
     /// Passivated: no actor runs for it now; its presentity keeps it in compact form and
     /// wakes it on the next message.
     pub passivated: bool,
+    /// When its current actor started (ms since the epoch; `None` while passivated).
+    pub started_at: Option<u64>,
 }
 
 impl SubscriptionView {
@@ -200,6 +204,7 @@ impl SubscriptionView {
             node: node.to_string(),
             last_activity: last_activity.0,
             passivated: false,
+            started_at: None,
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct PresentityActor {
     /// The watchers table's records of this presentity, read at the first restored dialog
     /// (they give restored watchers their original `since` and last event).
     stored_watchers: Option<HashMap<PresentityUri, crate::store::WatcherRecord>>,
+    /// When this actor started.
+    started_at: Timestamp,
     last_activity: Timestamp,
 }
 
@@ -101,6 +103,7 @@ impl PresentityActor {
                 shard,
                 me: c.address(),
                 stored_watchers: None,
+                started_at: clock::now(),
                 last_activity: clock::now(),
             }
         })
@@ -482,6 +485,7 @@ impl Handler<SnapshotPresentity> for PresentityActor {
             passivated_watchers: self.watchers.dormant_count(),
             handled: self.handled,
             mailbox_depth: 0, // the shard fills it in: only it knows what it sent
+            started_at: self.started_at.0,
             last_activity: self.last_activity.0,
         })
     }

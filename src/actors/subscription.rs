@@ -52,6 +52,8 @@ pub struct SubscriptionActor {
     handled: u64,
     /// When this actor last asked to be passivated.
     asked: Timestamp,
+    /// When this actor started.
+    started_at: Timestamp,
 }
 
 /// The NOTIFY in flight: its bytes (for retransmission), where it goes, its Via branch (a
@@ -147,6 +149,7 @@ impl SubscriptionActor {
                 last_activity: now,
                 handled: 0,
                 asked: Timestamp(0),
+                started_at: now,
             }
         })
     }
@@ -574,14 +577,16 @@ impl Handler<SnapshotSubscription> for SubscriptionActor {
     type Result = MessageResult<SnapshotSubscription>;
 
     fn handle(&mut self, _: SnapshotSubscription, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(SubscriptionView::new(
+        let mut v = SubscriptionView::new(
             self.core.dialog(),
             self.core.last_reply(),
             self.core.notify_in_flight(),
             self.ctx.node_id.as_str(),
             clock::now(),
             self.last_activity,
-        ))
+        );
+        v.started_at = Some(self.started_at.0);
+        MessageResult(v)
     }
 }
 

@@ -114,6 +114,7 @@ fn presentity_actor(s: Snapshot<PresentityView>) -> Value {
             "handled": v.handled,
             "mailbox_depth": v.mailbox_depth,
             "last_activity": v.last_activity,
+            "started_at": v.started_at,
         }),
         busy => busy_value("presentity", busy_key(&busy)),
     }
@@ -129,6 +130,7 @@ fn subscription_actor(s: Snapshot<SubscriptionView>) -> Value {
             "event": v.event,
             "notify_in_flight": v.notify_in_flight,
             "last_activity": v.last_activity,
+            "started_at": v.started_at,
             "passivated": v.passivated,
         }),
         busy => busy_value("subscription", busy_key(&busy)),
