@@ -190,6 +190,12 @@ fn publish_on_one_node_notifies_watchers_on_the_others() {
     }
     // /metrics on node 2 shows the traffic from node 1 per peer, and a replication lag.
     let admin: SocketAddr = ([127, 0, 0, 1], cl.node(1).spec.admin).into();
+    let actors = admin_get_at(admin, "/debug/actors");
+    assert_eq!(actors["kinds"]["replication"]["live"], 1, "{actors}");
+    assert_eq!(
+        actors["kinds"]["peer"]["live"], 2,
+        "node 2 sees both peers up: {actors}"
+    );
     let metrics = admin_get_at(admin, "/metrics");
     let metrics = metrics.as_str().expect("metrics are text");
     let frames_in = metrics

@@ -41,6 +41,9 @@ struct Inner {
     uri_match: UriMatch,
     node_id: NodeId,
     packages: PackageRegistry,
+    /// Open TCP connections and UDP listeners, for the actor counts.
+    tcp: Option<crate::transport::TcpConnections>,
+    udp_listeners: usize,
 }
 
 /// Why a call failed.
@@ -75,8 +78,29 @@ impl NodeApi {
                 uri_match,
                 node_id,
                 packages,
+                tcp: None,
+                udp_listeners: 0,
             }),
         }
+    }
+
+    /// Adds the transport (for `/debug/actors`); only before the handle is shared.
+    pub fn with_transport(
+        mut self,
+        tcp: crate::transport::TcpConnections,
+        udp_listeners: usize,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.tcp = Some(tcp);
+            inner.udp_listeners = udp_listeners;
+        }
+        self
+    }
+
+    /// (UDP listeners, open TCP connections).
+    pub fn transport(&self) -> (usize, usize) {
+        let tcp = self.inner.tcp.as_ref().map_or(0, |t| t.len());
+        (self.inner.udp_listeners, tcp)
     }
 
     /// A live stream of what happens on the node (PUBLISH applied, NOTIFY sent and

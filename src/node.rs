@@ -320,6 +320,14 @@ pub async fn start_with_hooks(
         ctx.packages.clone(),
         cluster.as_ref().map(|(a, _)| a.clone()),
         events.clone(),
+    )
+    .with_transport(
+        tcp.clone(),
+        cfg.sip
+            .listen
+            .iter()
+            .filter(|l| l.proto == crate::config::Proto::Udp)
+            .count(),
     );
     let router: Arc<dyn Dispatch> = Arc::new(Router::new(
         shards,

@@ -203,6 +203,9 @@ fn publication_shows_in_debug_routes_and_presentity_list() {
     let (status, a) = node.get("/debug/actors");
     assert_eq!(status, 200);
     assert_eq!(a["kinds"]["presentity"]["live"], 1, "{a}");
+    assert_eq!(a["kinds"]["transport"]["udp_listener"], 1, "{a}");
+    assert_eq!(a["kinds"]["replication"]["live"], 0, "{a}");
+    assert_eq!(a["kinds"]["peer"]["live"], 0, "{a}");
     let (_, a) = node.get("/debug/actors?kind=presentity");
     assert_eq!(a["items"][0]["key"], format!("{ALICE} presence"));
     assert_eq!(a["items"][0]["publications"], 1);

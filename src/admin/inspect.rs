@@ -69,6 +69,12 @@ pub(crate) async fn actors(
         let s = stats(api).await.map_err(HttpError::Unavailable)?;
         let (p, d, t) = totals(&s);
         let z: usize = s.iter().map(|x| x.passivated).sum();
+        let (udp, tcp) = api.transport();
+        let cluster = api.cluster().await.ok().flatten();
+        let peers = cluster.as_ref().map_or((0, 0), |c| {
+            let up = c.peers.iter().filter(|p| p.state == "up").count();
+            (up, c.peers.len() - up)
+        });
         return Ok(json(
             StatusCode::OK,
             &json!({
@@ -78,6 +84,9 @@ pub(crate) async fn actors(
                     "subscription": { "live": d - z.min(d), "passivated": z },
                     "transaction": { "live": t },
                     "shard": { "live": s.len() },
+                    "replication": { "live": usize::from(cluster.is_some()) },
+                    "peer": { "live": peers.0, "down": peers.1 },
+                    "transport": { "udp_listener": udp, "tcp_connection": tcp },
                 },
                 "shards": s,
             }),
