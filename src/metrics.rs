@@ -88,11 +88,13 @@ pub enum Limit {
     PendingNotifies,
     /// `max_subscriptions_per_watcher`: a new SUBSCRIBE refused with 403.
     WatcherSubscriptions,
+    /// `max_queue_delay_ms`: a request that waited too long in a queue refused with 503.
+    QueueDelay,
 }
 
 impl Limit {
     /// Every limit, in the order they are exposed.
-    pub const ALL: [Limit; 11] = [
+    pub const ALL: [Limit; 12] = [
         Limit::MessageSize,
         Limit::BodySize,
         Limit::Publications,
@@ -104,6 +106,7 @@ impl Limit {
         Limit::TcpSlow,
         Limit::PendingNotifies,
         Limit::WatcherSubscriptions,
+        Limit::QueueDelay,
     ];
 
     /// The label value (`message_size`, `tcp_slow`, …).
@@ -120,6 +123,7 @@ impl Limit {
             Limit::TcpSlow => "tcp_slow",
             Limit::PendingNotifies => "pending_notifies",
             Limit::WatcherSubscriptions => "watcher_subscriptions",
+            Limit::QueueDelay => "queue_delay",
         }
     }
 }

@@ -281,6 +281,7 @@ pub async fn start_with_hooks(
         mailbox_size: limits.mailbox_size,
         max_transactions: (limits.max_server_transactions / p.pres_shards()).max(64),
         retry_after: limits.retry_after,
+        max_queue_delay: std::time::Duration::from_millis(limits.max_queue_delay_ms),
         server_address,
         timers,
         sender: sender.clone(),

@@ -333,3 +333,62 @@ fn a_watcher_beyond_max_subscriptions_per_watcher_gets_403() {
     assert_eq!(w.response("carol-3", "SUBSCRIBE").status, 200);
     assert_eq!(hits(&node, "watcher_subscriptions"), 1);
 }
+
+/// Overload shedding: a request that waited in the node's queues longer than
+/// `max_queue_delay_ms` is answered 503 + Retry-After at once instead of being handled. A
+/// burst of PUBLISHes queues up far beyond 10 ms.
+#[test]
+fn requests_that_waited_too_long_are_shed_with_503() {
+    let node = node("", "max_queue_delay_ms = 10\nmailbox_size = 4096");
+    let mut c = UdpClient::new(node.udp);
+    c.auto_answer = None;
+    let p = c.port();
+    let body = pidf(ALICE, "t1", "open");
+    const BURST: u32 = 3000;
+    for i in 0..BURST {
+        let uri = format!("sip:u{i}@example.com");
+        c.send(&publish(
+            &uri,
+            p,
+            &format!("shed-{i}"),
+            1,
+            "Expires: 60\r\n",
+            &body,
+        ));
+    }
+    let shed = wait_hits(&node, "queue_delay", 1);
+    assert!(shed >= 1, "no request was shed");
+    // Every 503 that came back carries Retry-After; the node still serves afterwards.
+    let answers = c.drain(Duration::from_secs(2));
+    let refused: Vec<_> = answers
+        .iter()
+        .filter_map(|m| match m {
+            presenced::sip::Message::Response(r) if r.status == 503 => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "no 503 among {} answers",
+        answers.len()
+    );
+    assert!(refused.iter().all(|r| r.header("Retry-After").is_some()));
+    // Served again once the backlog is gone (each try a new transaction: a 503 may still
+    // come while the queues drain on a slow machine).
+    let end = Instant::now() + WAIT;
+    for i in 0.. {
+        let cid = format!("shed-after-{i}");
+        c.send(&publish(ALICE, p, &cid, 1, "Expires: 60\r\n", &body));
+        let r = c.response(&cid, "PUBLISH");
+        if r.status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "never served again: {} {}",
+            r.status,
+            r.reason
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -64,6 +64,8 @@ pub struct NodeCtx {
     pub mailbox_size: usize,
     /// `[limits] max_server_transactions` per shard.
     pub max_transactions: usize,
+    /// `[limits] max_queue_delay_ms`: requests that waited longer are answered 503.
+    pub max_queue_delay: std::time::Duration,
     /// Retry-After seconds for 500/503.
     pub retry_after: u32,
     /// `server_address`: Contact of our 2xx and NOTIFYs.

@@ -320,6 +320,24 @@ impl Shard {
         }
     }
 
+    /// Overload: a request that waited longer than `max_queue_delay_ms` is answered 503 +
+    /// Retry-After at once (an ACK is dropped), without touching any state.
+    fn shed(&self, req: &Request, source: Source) {
+        self.ctx
+            .metrics
+            .limit_hit(crate::metrics::Limit::QueueDelay);
+        if req.method == Method::Ack {
+            return;
+        }
+        let dest = response_dest(req, source);
+        let resp = crate::sip::OutResponse::to(req, 503, "Service Unavailable", dest.addr)
+            .header("Retry-After", self.ctx.retry_after.to_string());
+        self.ctx.metrics.sip_request(req.method.as_str(), 503);
+        self.ctx
+            .sender
+            .send_response(&dest, resp.encode(self.ctx.sender.server_header()));
+    }
+
     fn refuse(&self, reply: Reply, status: u16) {
         if status == 503 {
             self.ctx.metrics.limit_hit(Limit::Mailbox);
@@ -442,6 +460,9 @@ impl Handler<ToShard> for Shard {
         self.last_activity = clock::now();
         let source = msg.0.source;
         match msg.0.msg {
+            Message::Request(req) if msg.0.received.elapsed() > self.ctx.max_queue_delay => {
+                self.shed(&req, source)
+            }
             Message::Request(req) => self.on_request(req, source, ctx),
             Message::Response(resp) => self.on_response(resp),
         }

@@ -81,6 +81,14 @@ pub struct LimitsConfig {
         deserialize_with = "ranged::<_, usize, 1, COUNT_MAX>"
     )]
     pub max_server_transactions: usize,
+    /// Milliseconds (10–32000) a request may wait in the node's queues; one that waited
+    /// longer is answered 503 instead of being handled (its client has retransmitted or is
+    /// about to give up: handling it would only lengthen the queue under overload).
+    #[serde(
+        default = "default_max_queue_delay_ms",
+        deserialize_with = "ranged::<_, u64, 10, 32000>"
+    )]
+    pub max_queue_delay_ms: u64,
     /// Seconds put in the `Retry-After` header of a 503 caused by a limit.
     #[serde(
         default = "default_retry_after",
@@ -102,6 +110,7 @@ impl Default for LimitsConfig {
             tcp_message_timeout: default_tcp_message_timeout(),
             max_pending_notifies: default_max_pending_notifies(),
             max_server_transactions: default_max_server_transactions(),
+            max_queue_delay_ms: default_max_queue_delay_ms(),
             retry_after: default_retry_after(),
         }
     }
@@ -136,6 +145,9 @@ fn default_max_pending_notifies() -> usize {
 }
 fn default_max_server_transactions() -> usize {
     200_000
+}
+fn default_max_queue_delay_ms() -> u64 {
+    1000
 }
 fn default_retry_after() -> u32 {
     5

@@ -79,6 +79,8 @@ pub struct Inbound {
     pub msg: Message,
     /// Its source.
     pub source: Source,
+    /// When it was read from the socket (the shard refuses requests that waited too long).
+    pub received: std::time::Instant,
 }
 
 /// Receives every parsed inbound message (implemented by the actor layer's router).
@@ -96,7 +98,11 @@ pub(crate) fn handle_bytes(
     sender: &SipSender,
 ) {
     match crate::sip::parse(buf) {
-        Ok(msg) => dispatch.dispatch(Inbound { msg, source }),
+        Ok(msg) => dispatch.dispatch(Inbound {
+            msg,
+            source,
+            received: std::time::Instant::now(),
+        }),
         Err(crate::sip::ParseError::NotSip) => {
             tracing::debug!(%source, len = buf.len(), "dropped: not a SIP message");
         }
