@@ -16,7 +16,6 @@ use super::shard::Shard;
 
 mod notify;
 use crate::clock::{self, Timestamp};
-use crate::events::NotifyReplyInfo;
 use crate::presence::package::Body;
 use crate::presence::subscription::{SubEffect, SubStatus, Subscription};
 use crate::transport::Target;
@@ -495,62 +494,6 @@ impl Handler<StateChanged> for SubscriptionActor {
         let fx = self
             .core
             .state_changed_with_delta(clock::now(), msg.body, msg.partial);
-        self.apply(fx, ctx);
-    }
-}
-
-impl Handler<NotifyResponse> for SubscriptionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: NotifyResponse, ctx: &mut Context<Self>) {
-        if self.gone {
-            return;
-        }
-        let d = self.core.dialog();
-        if self.ctx.remove_match_full
-            && (msg.call_id != d.id.call_id || msg.remote_tag.as_deref() != Some(&d.id.remote_tag))
-        {
-            tracing::debug!(dialog = %d.id, "NOTIFY response ignored: dialog mismatch");
-            return;
-        }
-        if let Some(f) = &self.in_flight {
-            if msg.branch.as_deref() != Some(f.branch.as_str()) {
-                // RFC 3261 §17.1.3: a response matches the transaction by its top Via branch.
-                tracing::debug!(dialog = %d.id, "NOTIFY response ignored: another branch");
-                return;
-            }
-        }
-        let was_in_flight = self.core.notify_in_flight();
-        let d = self.core.dialog();
-        self.ctx.events.emit(
-            "notify-reply",
-            d.presentity.as_str(),
-            d.event.as_str(),
-            serde_json::json!({"dialog": d.id.local_tag, "cseq": msg.cseq, "status": msg.status, "reason": msg.reason}),
-        );
-        let delete = self.ctx.notify_reply_hook.as_ref().is_some_and(|hook| {
-            hook(&NotifyReplyInfo {
-                presentity: d.presentity.to_string(),
-                watcher: d.watcher.to_string(),
-                event: d.event.to_string(),
-                dialog: d.id.local_tag.clone(),
-                status: msg.status,
-                reason: msg.reason.clone(),
-            })
-        });
-        let mut fx = self
-            .core
-            .on_notify_response(clock::now(), msg.cseq, msg.status, &msg.reason);
-        if msg.status >= 300 && was_in_flight && !self.core.notify_in_flight() {
-            self.ctx.metrics.notify_failed("rejected");
-        }
-        if delete && !fx.contains(&SubEffect::Remove) {
-            tracing::info!(dialog = %self.core.dialog().id, "subscription deleted by the notify-reply hook");
-            fx.push(SubEffect::Remove);
-        }
-        if !self.core.notify_in_flight() {
-            self.in_flight = None;
-        }
         self.apply(fx, ctx);
     }
 }

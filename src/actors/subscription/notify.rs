@@ -1,9 +1,16 @@
-//! Building and sending a dialog's NOTIFY: the next hop, the headers, the per-watcher body
+//! A dialog's NOTIFYs: the responses to them (matched by branch, fed to the core, shown
+//! to the notify-reply hook), and building and sending them: the next hop, the headers, the per-watcher body
 //! post-processing; the encoded bytes are kept for Timer E retransmissions, with the guard
 //! that counts the NOTIFY against `max_pending_notifies`.
 
+use actix::prelude::*;
+
 use super::{InFlightNotify, SubscriptionActor};
+use crate::actors::messages::NotifyResponse;
+use crate::clock;
+use crate::events::NotifyReplyInfo;
 use crate::ids::mint_branch;
+use crate::presence::subscription::SubEffect;
 use crate::presence::subscription::{NotifySpec, SubStatus};
 use crate::sip::headers::{Event, SubscriptionState};
 use crate::sip::{encode_notify, NotifyParams};
@@ -82,6 +89,62 @@ impl SubscriptionActor {
             _pending: self.ctx.pending_notifies.start(),
         });
         true
+    }
+}
+
+impl Handler<NotifyResponse> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: NotifyResponse, ctx: &mut Context<Self>) {
+        if self.gone {
+            return;
+        }
+        let d = self.core.dialog();
+        if self.ctx.remove_match_full
+            && (msg.call_id != d.id.call_id || msg.remote_tag.as_deref() != Some(&d.id.remote_tag))
+        {
+            tracing::debug!(dialog = %d.id, "NOTIFY response ignored: dialog mismatch");
+            return;
+        }
+        if let Some(f) = &self.in_flight {
+            if msg.branch.as_deref() != Some(f.branch.as_str()) {
+                // RFC 3261 §17.1.3: a response matches the transaction by its top Via branch.
+                tracing::debug!(dialog = %d.id, "NOTIFY response ignored: another branch");
+                return;
+            }
+        }
+        let was_in_flight = self.core.notify_in_flight();
+        let d = self.core.dialog();
+        self.ctx.events.emit(
+            "notify-reply",
+            d.presentity.as_str(),
+            d.event.as_str(),
+            serde_json::json!({"dialog": d.id.local_tag, "cseq": msg.cseq, "status": msg.status, "reason": msg.reason}),
+        );
+        let delete = self.ctx.notify_reply_hook.as_ref().is_some_and(|hook| {
+            hook(&NotifyReplyInfo {
+                presentity: d.presentity.to_string(),
+                watcher: d.watcher.to_string(),
+                event: d.event.to_string(),
+                dialog: d.id.local_tag.clone(),
+                status: msg.status,
+                reason: msg.reason.clone(),
+            })
+        });
+        let mut fx = self
+            .core
+            .on_notify_response(clock::now(), msg.cseq, msg.status, &msg.reason);
+        if msg.status >= 300 && was_in_flight && !self.core.notify_in_flight() {
+            self.ctx.metrics.notify_failed("rejected");
+        }
+        if delete && !fx.contains(&SubEffect::Remove) {
+            tracing::info!(dialog = %self.core.dialog().id, "subscription deleted by the notify-reply hook");
+            fx.push(SubEffect::Remove);
+        }
+        if !self.core.notify_in_flight() {
+            self.in_flight = None;
+        }
+        self.apply(fx, ctx);
     }
 }
 
