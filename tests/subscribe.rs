@@ -307,3 +307,23 @@ fn unknown_event_subscribe_gets_489() {
         None | Some(Message::Response(_))
     ));
 }
+
+/// Fuzzing (F6): a Contact that is not a URI we would accept as a Request-URI ourselves is
+/// refused, rather than used as the Request-URI of NOTIFYs strict clients reject.
+#[test]
+fn a_malformed_contact_gets_400() {
+    let node = TestNode::start("");
+    let mut c = UdpClient::new(node.udp);
+    let p = c.port();
+    let msg = subscribe(ALICE, p, "bad-contact", 1, "").replace(
+        &format!("<sip:watcher@127.0.0.1:{p}>"),
+        &format!("<sip:watch{{r7@127.0.0.1:{p}>"),
+    );
+    assert!(msg.contains("watch{r7"), "{msg}");
+    c.send(&msg);
+    let r = c.response("bad-contact", "SUBSCRIBE");
+    assert_eq!((r.status, r.reason.as_str()), (400, "Malformed Contact"));
+    assert!(c
+        .try_notify("bad-contact", Duration::from_millis(300))
+        .is_none());
+}

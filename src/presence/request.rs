@@ -213,6 +213,15 @@ pub fn subscribe_request(
     if local_tag.is_none() && req.contact.is_none() {
         return Err(Rejection::new(400, "Missing Contact"));
     }
+    // The Contact becomes our NOTIFYs' Request-URI: it must be one we would accept ourselves
+    // (fuzzing found NOTIFYs sent to `sip:watch{r7@…`, which strict clients refuse).
+    if req
+        .contact
+        .as_ref()
+        .is_some_and(|c| !crate::sip::request_uri_ok(&c.uri))
+    {
+        return Err(Rejection::new(400, "Malformed Contact"));
+    }
     if req.from.tag.is_none() {
         return Err(Rejection::new(400, "Missing From tag"));
     }

@@ -148,6 +148,12 @@ pub(crate) fn split_headers(section: &str) -> HeaderSection<'_> {
             continue;
         }
         if line.starts_with([' ', '\t']) {
+            if has_control(line) {
+                // The same rule as for a header's first line (fuzzing found the gap).
+                out.malformed = true;
+                last_ok = false;
+                continue;
+            }
             match out.headers.last_mut() {
                 Some(h) if last_ok => {
                     let more = line.trim_matches([' ', '\t']);
@@ -171,11 +177,7 @@ pub(crate) fn split_headers(section: &str) -> HeaderSection<'_> {
         let name = name.trim_end_matches([' ', '\t']);
         // A bare CR or another control character inside a value (RFC 3261 §25.1 allows none
         // but HTAB) would be echoed into our responses, where no client could match it.
-        if !is_token(name)
-            || value
-                .chars()
-                .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
-        {
+        if !is_token(name) || has_control(value) {
             out.malformed = true;
             last_ok = false;
             continue;
@@ -187,6 +189,13 @@ pub(crate) fn split_headers(section: &str) -> HeaderSection<'_> {
         last_ok = true;
     }
     out
+}
+
+/// A control character other than HTAB (a bare CR, NUL, DEL…): RFC 3261 §25.1 allows none in
+/// a header value, and echoing one into a response would make it unparsable.
+fn has_control(s: &str) -> bool {
+    s.chars()
+        .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
 }
 
 #[cfg(test)]
@@ -246,6 +255,26 @@ mod tests {
         assert!(s.malformed);
         let names: Vec<&str> = s.headers.iter().map(|h| h.name.as_ref()).collect();
         assert_eq!(names, ["To", "Z-Tab"]);
+    }
+
+    /// Fuzzing (F5): a folded continuation line carried a NUL into a Via, which our 200
+    /// echoed unparsably. Continuation lines follow the same rule as first lines.
+    #[test]
+    fn a_control_character_in_a_folded_line_is_malformed() {
+        let s = split_headers("Via: SIP/2.0/UDP h;branch=z9hG4bKx\n \0\nTo: <sip:a@b>\n");
+        assert!(s.malformed);
+        let via = s
+            .headers
+            .iter()
+            .find(|h| h.name == "Via")
+            .map(|h| h.value.as_ref());
+        assert_eq!(
+            via,
+            Some("SIP/2.0/UDP h;branch=z9hG4bKx"),
+            "nothing appended"
+        );
+        let ok = split_headers("Subject: a\n\tb\n");
+        assert!(!ok.malformed);
     }
 
     #[test]

@@ -271,7 +271,7 @@ fn bad_request(reason: &str, headers: &[RawHeader<'_>]) -> ParseError {
 /// A Request-URI must be `scheme ":" rest` with no characters that cannot appear in a
 /// URI (RFC 3261 §25.1). rsip 0.4.0's URI grammar is not used: it rejects legal URIs such as
 /// `sips:a@[2001:db8::1]:5061` and `tel:+15551234`.
-fn request_uri_ok(uri: &str) -> bool {
+pub(crate) fn request_uri_ok(uri: &str) -> bool {
     uri.split_once(':').is_some_and(|(s, rest)| {
         !rest.is_empty()
             && s.starts_with(|c: char| c.is_ascii_alphabetic())
