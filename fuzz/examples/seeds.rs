@@ -19,7 +19,7 @@ use presenced::presence::package::Body;
 use presenced::presence::publication::Publication;
 use presenced::presence::subscription::{DialogState, SubStatus};
 
-const TARGETS: [&str; 4] = ["parse", "headers", "compose", "wire"];
+const TARGETS: [&str; 5] = ["parse", "headers", "compose", "wire", "node"];
 
 fn pidf(entity: &str, tuple: &str, basic: &str) -> String {
     format!(
@@ -349,6 +349,7 @@ fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
         "parse" => sip_seeds(),
         "headers" => header_seeds(),
         "compose" => compose_seeds(),
+        "node" => presenced_fuzz::node_seeds::seeds(),
         _ => wire_seeds(),
     }
 }
@@ -358,6 +359,7 @@ fn run(target: &str, data: &[u8]) {
         "parse" => presenced_fuzz::parse(data),
         "headers" => presenced_fuzz::headers(data),
         "compose" => presenced_fuzz::compose(data),
+        "node" => presenced_fuzz::node(data),
         _ => presenced_fuzz::wire(data),
     }
 }
@@ -366,6 +368,13 @@ fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let check = std::env::args().any(|a| a == "--check");
     for target in TARGETS {
+        // The node target refuses to run where fuzzed Contacts could reach the network.
+        let node_ok = presenced_fuzz::node::isolated()
+            || std::env::var_os("PRESENCED_FUZZ_ALLOW_NET").is_some();
+        if target == "node" && check && !node_ok {
+            println!("node: skipped (run under `unshare -rn`, see README)");
+            continue;
+        }
         if check {
             let mut n = 0;
             for dir in ["seeds", "corpus", "regressions"] {
@@ -382,7 +391,9 @@ fn main() -> std::io::Result<()> {
             let dir = root.join("seeds").join(target);
             fs::create_dir_all(&dir)?;
             for (name, bytes) in seeds(target) {
-                run(target, &bytes);
+                if target != "node" || node_ok {
+                    run(target, &bytes);
+                }
                 fs::write(dir.join(name), bytes)?;
             }
             println!("{target}: seeds written to {}", dir.display());

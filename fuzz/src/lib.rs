@@ -24,8 +24,27 @@ use presenced::sip::headers::{
 };
 use presenced::sip::{self, CSeq, Message, NameAddr, OutResponse, ParseError, Via};
 
+pub mod node;
+mod node_input;
+pub mod node_seeds;
+
+pub use node::node;
+
 /// Largest TCP frame the fuzzed framing is asked to accept (small, to reach `TooLarge`).
 const FRAME_MAX: usize = 4096;
+
+/// Finding F5 (fixed, see README): a folded continuation line skips the normaliser's
+/// control-character check, so a header value can carry NUL, ESC, … which responses and
+/// NOTIFYs then echo and no parser accepts. While it is open, `parse` and `node` skip
+/// messages carrying such characters so that fuzzing can go on; set to `false` once fixed
+/// (then `regressions/parse/f5-*` guard it).
+pub(crate) const F5_OPEN: bool = false;
+
+/// Whether `s` holds a control character other than HTAB (what F5 lets through).
+pub(crate) fn has_control(s: &str) -> bool {
+    s.chars()
+        .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+}
 
 /// `parse` target: the normaliser + parser (`sip::parse`) and TCP framing
 /// (`sip::frame_length`) on arbitrary bytes.
@@ -43,6 +62,8 @@ pub fn parse(data: &[u8]) {
             assert!(!req.vias.is_empty() && !req.call_id.is_empty());
             let _ = (req.event(), req.expires(), req.sip_if_match(), req.branch());
             let _ = (req.content_type(), req.user_agent());
+            let f5 = req.vias.iter().any(|v| has_control(&v.raw))
+                || req.headers.iter().any(|(_, v)| has_control(v));
             let out = OutResponse::to(&req, 200, "OK", source)
                 .to_tag("fuzz-tag")
                 .header("Expires", "60")
@@ -53,6 +74,7 @@ pub fn parse(data: &[u8]) {
                     assert_eq!(resp.call_id, req.call_id, "Call-ID echoed");
                     assert_eq!(resp.cseq, req.cseq, "CSeq echoed");
                 }
+                _ if F5_OPEN && f5 => {}
                 other => panic!(
                     "our 200 to a parsed request does not parse back: {other:?}\n{}",
                     String::from_utf8_lossy(&out)
