@@ -343,8 +343,20 @@ fn requests_that_waited_too_long_are_shed_with_503() {
     let mut c = UdpClient::new(node.udp);
     c.auto_answer = None;
     let p = c.port();
-    let body = pidf(ALICE, "t1", "open");
-    const BURST: u32 = 3000;
+    // Big documents keep the actor threads busy (validation, composition), so the shards'
+    // mailboxes, on the same threads, wait well beyond 10 ms even on an idle machine.
+    let tuples: String = (0..150)
+        .map(|i| {
+            format!(
+                "<tuple id=\"t{i}\"><status><basic>open</basic></status><note>{}</note></tuple>",
+                "n".repeat(40)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{ALICE}\">{tuples}</presence>"
+    );
+    const BURST: u32 = 2000;
     for i in 0..BURST {
         let uri = format!("sip:u{i}@example.com");
         c.send(&publish(
