@@ -142,10 +142,11 @@ pub async fn start_with_hooks(
     if !unsupported.is_empty() {
         return Err(StartError::Unsupported(unsupported.join("; ")));
     }
+    // One warning per misconfiguration an operator can act on (remove the key).
     for p in cfg.noop_parameters() {
-        tracing::info!(
+        tracing::warn!(
             parameter = p,
-            "[presence] parameter has no effect in presenced"
+            "[presence] parameter has no effect in presenced; remove it from the config"
         );
     }
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -327,3 +327,29 @@ fn a_malformed_contact_gets_400() {
         .try_notify("bad-contact", Duration::from_millis(300))
         .is_none());
 }
+
+/// A watcher only ever receives the state of the presentity it subscribed to (issue #8,
+/// security): Bob's publications never reach Alice's watcher, even on the same node and
+/// shard-mates; a later change of Alice is the very next NOTIFY it gets.
+#[test]
+fn a_watcher_never_receives_another_presentitys_state() {
+    const BOB: &str = "sip:bob@example.com";
+    let node = TestNode::start("");
+    let mut w = UdpClient::new(node.udp);
+    w.send(&subscribe(ALICE, w.port(), "iso-w", 1, ""));
+    assert_eq!(w.response("iso-w", "SUBSCRIBE").status, 200);
+    w.notify("iso-w");
+    let mut p = UdpClient::new(node.udp);
+    let pp = p.port();
+    for i in 0..20 {
+        let cid = format!("iso-b{i}");
+        p.send(&publish(BOB, pp, &cid, 1, "", &pidf(BOB, &format!("bob-secret-{i}"), "open")));
+        assert_eq!(p.response(&cid, "PUBLISH").status, 200);
+    }
+    p.send(&publish(ALICE, pp, "iso-a", 1, "", &pidf(ALICE, "alice-tuple", "open")));
+    assert_eq!(p.response("iso-a", "PUBLISH").status, 200);
+    let n = w.notify("iso-w");
+    let body = String::from_utf8_lossy(&n.body);
+    assert!(body.contains("alice-tuple"), "{body}");
+    assert!(!body.contains("bob-secret") && !body.contains(BOB), "{body}");
+}
