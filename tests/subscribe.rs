@@ -343,13 +343,30 @@ fn a_watcher_never_receives_another_presentitys_state() {
     let pp = p.port();
     for i in 0..20 {
         let cid = format!("iso-b{i}");
-        p.send(&publish(BOB, pp, &cid, 1, "", &pidf(BOB, &format!("bob-secret-{i}"), "open")));
+        p.send(&publish(
+            BOB,
+            pp,
+            &cid,
+            1,
+            "",
+            &pidf(BOB, &format!("bob-secret-{i}"), "open"),
+        ));
         assert_eq!(p.response(&cid, "PUBLISH").status, 200);
     }
-    p.send(&publish(ALICE, pp, "iso-a", 1, "", &pidf(ALICE, "alice-tuple", "open")));
+    p.send(&publish(
+        ALICE,
+        pp,
+        "iso-a",
+        1,
+        "",
+        &pidf(ALICE, "alice-tuple", "open"),
+    ));
     assert_eq!(p.response("iso-a", "PUBLISH").status, 200);
     let n = w.notify("iso-w");
     let body = String::from_utf8_lossy(&n.body);
     assert!(body.contains("alice-tuple"), "{body}");
-    assert!(!body.contains("bob-secret") && !body.contains(BOB), "{body}");
+    assert!(
+        !body.contains("bob-secret") && !body.contains(BOB),
+        "{body}"
+    );
 }
