@@ -22,6 +22,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/benches/lib.sh"
 SUBS=${SUBS:-100000}
 RATE=${RATE:-5000}
 A_SIP=5421; A_QUIC=5431; A_ADMIN=8421
@@ -39,17 +40,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-log() { echo "== $*" >&2; }
 
 cd "$ROOT"
-if [ "${SKIP_BUILD:-0}" = 1 ]; then
-    LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
-else
-    cargo build --release -j 2 --bin presenced >&2
-    LOAD=$(cargo bench -j 2 --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p')
-fi
+build_binaries
 BIN="$ROOT/target/release/presenced"
-[ -x "$LOAD" ] || { log "load tool not found"; exit 1; }
 
 "$BIN" cert create-ca --dir "$WORK/certs" >/dev/null
 for id in node-a node-b; do

@@ -12,6 +12,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/benches/lib.sh"
 SIP=5396
 ADMIN=8396
 MAX_SECS=${MAX_SECS:-40}
@@ -23,15 +24,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-log() { echo "== $*" >&2; }
 
 cd "$ROOT"
-if [ "${SKIP_BUILD:-0}" = 1 ]; then
-    LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
-else
-    cargo build --release -j 2 --bin presenced >&2
-    LOAD=$(cargo bench -j 2 --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p')
-fi
+build_binaries
 
 run() { # $1 subs_db_mode, $2 publ_cache, $3 scenario
     rm -rf "$WORK/data"

@@ -13,6 +13,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/benches/lib.sh"
 SECS=${SECS:-60}
 SIP=5398
 ADMIN=8398
@@ -26,15 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-log() { echo "== $*" >&2; }
 
 cd "$ROOT"
-if [ "${SKIP_BUILD:-0}" = 1 ]; then
-    LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
-else
-    cargo build --release -j 2 --bin presenced >&2
-    LOAD=$(cargo bench -j 2 --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p')
-fi
+build_binaries
 cat >"$WORK/node.toml" <<TOML
 [node]
 id = "overload-bench"

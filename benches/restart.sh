@@ -16,6 +16,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/benches/lib.sh"
 SUBS=${SUBS:-100000}
 MODE=${MODE:-1}
 RATE=${RATE:-5000}
@@ -29,16 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-log() { echo "== $*" >&2; }
 
 cd "$ROOT"
-if [ "${SKIP_BUILD:-0}" = 1 ]; then   # use the binaries already built
-    LOAD=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
-else
-    cargo build --release -j 2 --bin presenced >&2
-    LOAD=$(cargo bench -j 2 --bench load --no-run 2>&1 | sed -n 's/.*Executable benches\/load.rs (\(.*\))/\1/p')
-fi
-[ -x "$LOAD" ] || { log "load tool not found"; exit 1; }
+build_binaries
 
 cat >"$WORK/node.toml" <<TOML
 [node]
