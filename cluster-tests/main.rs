@@ -5,6 +5,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod harness;
+mod owner_return;
 mod replay;
 
 use std::net::SocketAddr;
@@ -29,6 +30,11 @@ impl Cluster {
     }
 
     fn start_with(n: usize, takeover_grace: u64) -> Cluster {
+        Self::start_extra(n, takeover_grace, "")
+    }
+
+    /// `extra` is appended to every node's configuration.
+    fn start_extra(n: usize, takeover_grace: u64, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         let ids: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
@@ -48,7 +54,7 @@ impl Cluster {
         }
         let nodes = specs
             .iter()
-            .map(|s| Some(ClusterNode::start(s, "")))
+            .map(|s| Some(ClusterNode::start(s, extra)))
             .collect();
         let c = Cluster {
             _dir: dir,
