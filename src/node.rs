@@ -142,12 +142,10 @@ pub async fn start_with_hooks(
     if !unsupported.is_empty() {
         return Err(StartError::Unsupported(unsupported.join("; ")));
     }
-    // One warning per misconfiguration an operator can act on (remove the key).
-    for p in cfg.noop_parameters() {
-        tracing::warn!(
-            parameter = p,
-            "[presence] parameter has no effect in presenced; remove it from the config"
-        );
+    // One warning per misconfiguration an operator can act on (`Config::warnings`).
+    for w in cfg.warnings() {
+        let (key, related) = w.keys.split_first().unwrap_or((&"", &[]));
+        tracing::warn!(key = *key, related = ?related, "{}", w.message);
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let persist = crate::restore::open(cfg)?;

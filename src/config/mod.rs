@@ -22,6 +22,7 @@ mod presence;
 mod tables;
 mod unsupported;
 mod validate;
+pub use validate::ConfigWarning;
 mod values;
 
 use std::path::{Path, PathBuf};

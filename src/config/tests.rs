@@ -414,3 +414,119 @@ fn load_and_check_name_the_file() {
     assert!(matches!(got, ConfigError::Read { .. }), "{got}");
     assert!(got.to_string().contains("missing.toml"), "{got}");
 }
+
+/// The `[table] key` lists of the start-up warnings of `text` (which must load).
+fn warned(text: &str) -> Vec<Vec<&'static str>> {
+    let c = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    c.warnings().into_iter().map(|w| w.keys).collect()
+}
+
+const CERTS: &str = "ca_cert = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n";
+
+#[test]
+fn each_warning_fires_and_its_fix_silences_it() {
+    let cluster = format!("[cluster]\nenabled = 1\n{CERTS}");
+    // (first key, a config that triggers the warning, the same config fixed)
+    let cases: Vec<(&str, String, String)> = vec![
+        ("[presence] db_table_lock_type", "[presence]\ndb_table_lock_type = 1\n".into(), "[presence]\n".into()),
+        ("[presence] local_log_facility", "[presence]\nlocal_log_facility = \"LOG_LOCAL3\"\n".into(), "".into()),
+        ("[presence] waitn_time", "[presence]\nwaitn_time = 7\n".into(), "[presence]\nwaitn_time = 5\n".into()),
+        ("[presence] notifier_poll_rate", "[presence]\nnotifier_poll_rate = 20\n".into(), "".into()),
+        ("[presence] min_expires_action", "[presence]\nmin_expires_action = 2\n".into(), "[presence]\nmin_expires_action = 2\nmin_expires = 60\n".into()),
+        ("[presence] retrieve_order_by", "[presence]\nretrieve_order_by = \"received_time\"\n".into(), "[presence]\nretrieve_order_by = \"received_time\"\nretrieve_order = 1\n".into()),
+        ("[node] passivate_after", "[node]\npassivate_after = 3600\n".into(), "[node]\npassivate_after = 3599\n".into()),
+        ("[node] passivate_after", "[node]\npassivate_after = 30\n[presence]\nsubs_db_mode = 3\nnotifier_processes = 0\n".into(), "[presence]\nsubs_db_mode = 3\nnotifier_processes = 0\n".into()),
+        ("[presence] server_address", "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"udp:0.0.0.0:5062\"]\n".into(), "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"udp:0.0.0.0:5062\"]\n[presence]\nserver_address = \"sip:192.0.2.1:5062\"\n".into()),
+        ("[authorization] default_policy", "[authorization]\ndefault_policy = \"pending\"\n[admin]\nlisten = \"\"\n".into(), "[authorization]\ndefault_policy = \"pending\"\n".into()),
+        ("[admin] token", "[admin]\nlisten = \"\"\ntoken = \"s3cret\"\n".into(), "[admin]\ntoken = \"s3cret\"\n".into()),
+        ("[cluster] peers", "[cluster]\npeers = [\"127.0.0.1:5072\"]\n".into(), "[cluster]\nenabled = 1\npeers = [\"127.0.0.1:5072\"]\n".to_string() + CERTS),
+        ("[presence] subs_db_mode", format!("[presence]\nsubs_db_mode = 0\n{cluster}"), format!("[presence]\nsubs_db_mode = 1\n{cluster}")),
+        ("[cluster] takeover_grace", format!("{cluster}takeover_grace = 3600\n"), format!("{cluster}takeover_grace = 3599\n")),
+        ("[limits] max_body_size", "[limits]\nmax_body_size = 1000000\n".into(), "[sip]\nmax_message_size = 1100000\n[limits]\nmax_body_size = 1000000\n".into()),
+        ("[limits] max_server_transactions", "[limits]\nmax_server_transactions = 1000\n".into(), "[limits]\nmax_server_transactions = 1000\n[presence]\npres_htable_size = 3\n".into()),
+    ];
+    for (key, bad, fixed) in &cases {
+        let got = warned(bad);
+        assert_eq!(got.len(), 1, "{key}: one warning for\n{bad}\ngot {got:?}");
+        assert_eq!(got[0][0], *key, "{bad}");
+        assert_eq!(
+            warned(fixed),
+            Vec::<Vec<&str>>::new(),
+            "{key} fixed:\n{fixed}"
+        );
+    }
+}
+
+#[test]
+fn warning_messages_name_the_key_value_and_the_fix() {
+    let c =
+        Config::from_toml_str("[cluster]\nlisten = \"127.0.0.1:6000\"\nkey = \"n.key\"\n").unwrap();
+    let w = c.warnings();
+    assert_eq!(w.len(), 1, "one warning for the whole table: {w:?}");
+    assert_eq!(w[0].keys, ["[cluster] listen", "[cluster] key"]);
+    assert!(
+        w[0].message
+            .starts_with("[cluster] listen, [cluster] key set but the cluster is off"),
+        "{}",
+        w[0].message
+    );
+    let c = Config::from_toml_str("[node]\npassivate_after = 7200\n").unwrap();
+    let m = &c.warnings()[0].message;
+    assert!(
+        m.starts_with("[node] passivate_after = 7200 is not below [presence] max_expires = 3600"),
+        "{m}"
+    );
+    assert!(m.contains("lower passivate_after"), "{m}");
+    let c = Config::from_toml_str("[presence]\ndb_table_lock_type = 0\n").unwrap();
+    assert_eq!(
+        c.warnings()[0].message,
+        "[presence] db_table_lock_type has no effect in presenced; remove it from the config"
+    );
+    for w in Config::from_toml_str(ALL_KAMAILIO_PARAMETERS)
+        .unwrap()
+        .warnings()
+    {
+        assert!(w.message.starts_with(w.keys[0]), "{w:?}");
+        assert!(!w.message.contains('\n'), "one line: {w:?}");
+    }
+    // Passivation off; dialogs shorter than takeover_grace without a cluster: no warning.
+    assert!(warned("[node]\npassivate_after = 0\n").is_empty());
+    assert!(warned("[node]\npassivate_after = 0\n[presence]\nmax_expires = 10\n").is_empty());
+}
+
+#[test]
+fn shipped_config_files_give_no_warning() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files = vec![dir.join("presenced.toml"), dir.join("docker.toml")];
+    files.extend((1..=3).map(|n| dir.join("cluster").join(format!("node-{n}.toml"))));
+    for f in files {
+        let c = Config::load(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.warnings(), Vec::new(), "{}", f.display());
+    }
+    assert_eq!(Config::default().warnings(), Vec::new());
+}
+
+#[test]
+fn check_config_prints_the_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("w.toml");
+    std::fs::write(
+        &file,
+        "[node]\npassivate_after = 7200\n[presence]\ndb_table_lock_type = 1\n",
+    )
+    .unwrap();
+    let line = check(&file).unwrap();
+    assert!(
+        line.ends_with(
+            "; no effect: db_table_lock_type; warning: [node] passivate_after = 7200 is not \
+             below [presence] max_expires = 3600: a dialog is refreshed or expires sooner, so \
+             none is ever passivated and memory grows with every dialog; lower \
+             passivate_after (0 = never, on purpose)"
+        ),
+        "{line}"
+    );
+    assert!(
+        !line.contains("warning: [presence] db_table_lock_type"),
+        "{line}"
+    );
+}
