@@ -102,6 +102,18 @@ pub struct DialogGone {
     pub same_key: (PresentityUri, String),
 }
 
+/// A dialog's actor was passivated: the shard forgets its address (if it is still `addr`),
+/// so nothing keeps the stopped actor's mailbox — and through its waker the actor's task —
+/// allocated while the dialog sleeps.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DialogAsleep {
+    /// Our tag.
+    pub tag: String,
+    /// The actor stopped.
+    pub addr: Addr<SubscriptionActor>,
+}
+
 /// A new subscription with the same presentity and Call-ID replaces this one
 /// (`delete_same_subs = 1`): end without a NOTIFY.
 #[derive(Message)]

@@ -525,6 +525,19 @@ impl Handler<DialogGone> for Shard {
     }
 }
 
+impl Handler<DialogAsleep> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: DialogAsleep, _: &mut Context<Self>) {
+        // A dialog woken since registered its new actor: only the stopped one is forgotten.
+        if let Some(e) = self.dialogs.get_mut(&msg.tag) {
+            if e.addr.as_ref() == Some(&msg.addr) {
+                e.addr = None;
+            }
+        }
+    }
+}
+
 impl Handler<PresentityIdle> for Shard {
     type Result = ();
 

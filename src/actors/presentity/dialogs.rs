@@ -157,9 +157,11 @@ impl Handler<Passivate> for PresentityActor {
         // With subscriptions in the store (modes 1, 2, 3) the store has the dialog: a
         // passivated one is read back from it; memory-only mode keeps the compact form.
         let keep_form = !self.ctx.persist.stores_subscriptions();
+        let tag = msg.tag.clone();
         if let Some(addr) = self.watchers.passivate(msg, keep_form) {
             self.ctx.metrics.subscription_passivated();
             addr.do_send(Stop);
+            self.shard.do_send(DialogAsleep { tag, addr });
             // The presentity's timer now also covers the dialog's expiry.
             self.after_message(ctx);
         }
