@@ -78,7 +78,11 @@ impl ReplicationActor {
         if m.alive().next().is_some() {
             return;
         }
-        for p in link.peers().into_iter().filter(|p| p.state == PeerState::Up) {
+        for p in link
+            .peers()
+            .into_iter()
+            .filter(|p| p.state == PeerState::Up)
+        {
             if let (Some(id), Some(addr)) = (p.id, p.addr) {
                 m.announce(&id, addr);
             }
