@@ -105,6 +105,8 @@ pub struct ReplicationActor {
     members: Option<Membership>,
     /// The address of every member that came up (for `/debug/cluster`).
     member_addrs: HashMap<NodeId, SocketAddr>,
+    /// Members declared down since start.
+    member_downs: u64,
     pubs: ReplicaSet<PubKey, Publication>,
     subs: ReplicaSet<DialogId, OwnedDialog>,
     /// Members declared down (by the membership), and since when.
@@ -134,6 +136,7 @@ impl ReplicationActor {
             link: None,
             members: None,
             member_addrs: HashMap::new(),
+            member_downs: 0,
             pubs: ReplicaSet::new(hold),
             shards: Vec::new(),
             limits: SyncLimits::default(),

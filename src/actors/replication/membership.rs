@@ -116,6 +116,7 @@ impl ReplicationActor {
                 }
                 Change::Down(node) => {
                     tracing::warn!(peer = %node, "cluster: member declared down");
+                    self.member_downs += 1;
                     self.down_since.entry(node).or_insert_with(clock::now);
                 }
             }

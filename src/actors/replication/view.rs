@@ -48,6 +48,8 @@ pub struct MembersView {
     pub takeover_allowed: bool,
     /// This node's identity renewal (grows on each restart and rejoin).
     pub renewal: u64,
+    /// Members this node saw declared down since it started.
+    pub declared_down: u64,
 }
 
 /// One peer.
@@ -169,6 +171,7 @@ impl Handler<GetClusterView> for ReplicationActor {
                 known: m.known_count(),
                 takeover_allowed: m.has_majority(),
                 renewal: m.me().renewal,
+                declared_down: self.member_downs,
             }),
         })
     }
