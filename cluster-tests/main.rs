@@ -5,6 +5,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod harness;
+mod owner_return;
 mod replay;
 
 use std::net::SocketAddr;
@@ -29,13 +30,25 @@ impl Cluster {
     }
 
     fn start_with(n: usize, takeover_grace: u64) -> Cluster {
-        // Every node seeds all the others, as the shipped configs do: pairs dial each other at
-        // once and the link keeps one connection per pair.
-        Self::start_seeded(n, takeover_grace, |i| (0..n).filter(|j| *j != i).collect())
+        Self::start_extra(n, takeover_grace, "")
+    }
+
+    /// `extra` is appended to every node's configuration. Every node seeds all the others, as
+    /// the shipped configs do: pairs dial each other at once and the link keeps one connection
+    /// per pair.
+    fn start_extra(n: usize, takeover_grace: u64, extra: &str) -> Cluster {
+        Self::start_seeded(n, takeover_grace, extra, |i| {
+            (0..n).filter(|j| *j != i).collect()
+        })
     }
 
     /// `seeds(i)`: the indexes of the nodes node `i` is configured with.
-    fn start_seeded(n: usize, takeover_grace: u64, seeds: impl Fn(usize) -> Vec<usize>) -> Cluster {
+    fn start_seeded(
+        n: usize,
+        takeover_grace: u64,
+        extra: &str,
+        seeds: impl Fn(usize) -> Vec<usize>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         let ids: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
@@ -53,7 +66,7 @@ impl Cluster {
         }
         let nodes = specs
             .iter()
-            .map(|s| Some(ClusterNode::start(s, "")))
+            .map(|s| Some(ClusterNode::start(s, extra)))
             .collect();
         let c = Cluster {
             _dir: dir,
@@ -561,7 +574,7 @@ fn a_surviving_node_takes_over_the_dialogs_of_a_dead_one() {
 #[test]
 fn a_node_seeded_with_one_member_learns_the_others_and_a_killed_one_is_declared_down() {
     // node-1 has no seeds; node-2 and node-3 know only node-1.
-    let mut cl = Cluster::start_seeded(3, 30, |i| if i == 0 { vec![] } else { vec![0] });
+    let mut cl = Cluster::start_seeded(3, 30, "", |i| if i == 0 { vec![] } else { vec![0] });
     // (`start_seeded` waited until every node has every other up on the link.)
     let learned = wait_view(cl.node(2), WAIT, "node-2 alive", |v| {
         membership_of(v, "node-2") == "alive"

@@ -237,8 +237,9 @@ pub async fn start_with_hooks(
                 .map_err(|e| StartError::Cluster(e.to_string()))?;
             let hold = Duration::from_secs(u64::from(p.max_expires));
             let grace = Duration::from_secs(cfg.cluster.takeover_grace);
-            let actor = ReplicationActor::new(cfg.node.id.clone(), hold, grace).start();
-            Some((actor, link))
+            let (settled, gate) = tokio::sync::watch::channel(false);
+            let actor = ReplicationActor::new(cfg.node.id.clone(), hold, grace, settled).start();
+            Some((actor, link, gate))
         }
         false => None,
     };
@@ -292,7 +293,8 @@ pub async fn start_with_hooks(
         sphere_check: p.enable_sphere_check,
         events: events.clone(),
         notify_reply_hook: hooks.notify_reply.clone(),
-        replication: cluster.as_ref().map(|(a, _)| a.clone()),
+        replication: cluster.as_ref().map(|(a, _, _)| a.clone()),
+        cluster_settled: cluster.as_ref().map(|(_, _, g)| g.clone()),
         // DB-only: a dialog's actor stops as soon as the dialog is quiet.
         passivate_after: if persist.db_only() {
             Some(std::time::Duration::ZERO)
@@ -320,7 +322,7 @@ pub async fn start_with_hooks(
         p.sip_uri_match,
         cfg.node.id.clone(),
         ctx.packages.clone(),
-        cluster.as_ref().map(|(a, _)| a.clone()),
+        cluster.as_ref().map(|(a, _, _)| a.clone()),
         events.clone(),
     )
     .with_transport(
@@ -341,7 +343,7 @@ pub async fn start_with_hooks(
     tcp.set_dispatch(router.clone());
     crate::restore::restore(cfg, &persist, &api_shards)?;
     let replication = match cluster {
-        Some((actor, config)) => {
+        Some((actor, config, _)) => {
             let start = StartLink {
                 shards: api_shards.clone(),
                 config,

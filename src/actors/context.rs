@@ -88,6 +88,9 @@ pub struct NodeCtx {
     pub notify_reply_hook: Option<crate::events::NotifyReplyHook>,
     /// The replication actor, when the cluster is enabled.
     pub replication: Option<actix::Addr<super::replication::ReplicationActor>>,
+    /// With the cluster enabled: `true` once the ownership of restored subscriptions is
+    /// settled with the peers; a restored dialog waits for it before its first NOTIFY.
+    pub cluster_settled: Option<tokio::sync::watch::Receiver<bool>>,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// `[node] passivate_after`: how long a subscription dialog stays quiet before its actor

@@ -42,9 +42,12 @@ use crate::presence::publication::Publication;
 
 mod membership;
 mod peer_stats;
+mod settle;
 mod view;
 
 use peer_stats::PeerStats;
+pub use settle::OwnerOf;
+use settle::{Settle, SETTLE_TICK};
 pub use view::{ClusterView, GetClusterView, MembersView, PeerView};
 
 /// How often digests are compared with every peer (anti-entropy).
@@ -121,12 +124,25 @@ pub struct ReplicationActor {
     refused_skew: u64,
     /// Our Contact, set on dialogs taken over.
     server_address: String,
+    /// The gate of restored dialogs.
+    settle: Settle,
+    /// A peer's record expires at most this long after it arrives (`max_expires` plus the
+    /// clock drift allowed between nodes).
+    expiry_cap: Duration,
 }
 
 impl ReplicationActor {
     /// A replication actor for `node`; tombstones are held `hold` (≥ `max_expires`).
-    pub fn new(node: NodeId, hold: Duration, grace: Duration) -> Self {
+    /// `settled` is the gate restored dialogs wait on (see [`settle`]).
+    pub fn new(
+        node: NodeId,
+        hold: Duration,
+        grace: Duration,
+        settled: tokio::sync::watch::Sender<bool>,
+    ) -> Self {
         ReplicationActor {
+            settle: Settle::new(settled, std::time::Instant::now()),
+            expiry_cap: hold + HlcClock::DEFAULT_MAX_DRIFT,
             subs: ReplicaSet::new(hold),
             down_since: HashMap::new(),
             grace,
@@ -159,11 +175,15 @@ impl ReplicationActor {
         self.send(peer, &Frame::Sub(sync::digest_request(&self.subs)));
     }
 
-    fn on_sub_msg(&mut self, peer: NodeId, msg: SyncMsg<DialogId, OwnedDialog>) {
+    fn on_sub_msg(&mut self, peer: NodeId, mut msg: SyncMsg<DialogId, OwnedDialog>) {
         let now = clock::now();
+        sync::cap_expiries(&mut msg, now.plus(self.expiry_cap));
         let handled = sync::handle(&mut self.subs, &mut self.clock, msg, now, self.limits);
         for reply in handled.reply {
             self.send(&peer, &Frame::Sub(reply));
+        }
+        if handled.in_sync {
+            self.settle.note_in_sync(peer.clone());
         }
         for (_, applied) in handled.changes {
             let Applied::Changed { new, .. } = applied else {
@@ -236,8 +256,9 @@ impl ReplicationActor {
         }
     }
 
-    fn on_pub_msg(&mut self, peer: NodeId, msg: SyncMsg<PubKey, Publication>) {
+    fn on_pub_msg(&mut self, peer: NodeId, mut msg: SyncMsg<PubKey, Publication>) {
         let now = clock::now();
+        sync::cap_expiries(&mut msg, now.plus(self.expiry_cap));
         let handled = sync::handle(&mut self.pubs, &mut self.clock, msg, now, self.limits);
         for reply in handled.reply {
             self.send(&peer, &Frame::Pub(reply));
@@ -292,6 +313,15 @@ impl Actor for ReplicationActor {
         });
         ctx.run_interval(membership::ANNOUNCE_EVERY, |this, ctx| {
             this.announce_if_alone(ctx);
+        });
+        ctx.run_interval(SETTLE_TICK, |this, _| {
+            let Some(link) = &this.link else { return };
+            if this.settle.is_settled() {
+                return;
+            }
+            for peer in this.settle.poll(&link.peers(), std::time::Instant::now()) {
+                this.send(&peer, &Frame::Sub(sync::digest_request(&this.subs)));
+            }
         });
         ctx.run_interval(ANTI_ENTROPY_EVERY, |this, _| {
             let Some(link) = &this.link else { return };

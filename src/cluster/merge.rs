@@ -42,6 +42,10 @@ use crate::presence::subscription::DialogState;
 pub trait Expiring {
     /// When the value stops being live (absolute wall-clock time).
     fn expires_at(&self) -> Timestamp;
+    /// Moves the expiry back to `latest` if it is later: a peer's record never lives longer
+    /// here than this node would grant (`max_expires`). The stamp is unchanged, so digests
+    /// still agree.
+    fn cap_expiry(&mut self, latest: Timestamp);
 }
 
 /// The state of one replicated key.
@@ -138,6 +142,9 @@ impl Expiring for Publication {
     fn expires_at(&self) -> Timestamp {
         self.expires_at
     }
+    fn cap_expiry(&mut self, latest: Timestamp) {
+        self.expires_at = self.expires_at.min(latest);
+    }
 }
 
 /// A replicated subscription dialog: its stored state plus the node that notifies it. Only
@@ -154,6 +161,9 @@ pub struct OwnedDialog {
 impl Expiring for OwnedDialog {
     fn expires_at(&self) -> Timestamp {
         self.dialog.expires_at
+    }
+    fn cap_expiry(&mut self, latest: Timestamp) {
+        self.dialog.expires_at = self.dialog.expires_at.min(latest);
     }
 }
 

@@ -113,6 +113,18 @@ where
     }
 }
 
+/// Caps the expiry of every live record `msg` carries at `latest` (see
+/// [`Expiring::cap_expiry`]): a peer cannot make a record outlive this node's `max_expires`.
+pub fn cap_expiries<K, T: Expiring>(msg: &mut SyncMsg<K, T>, latest: Timestamp) {
+    if let SyncMsg::Delta(records) | SyncMsg::Batch(records) = msg {
+        for r in records {
+            if let crate::cluster::merge::State::Live(v) = &mut r.version.state {
+                v.cap_expiry(latest);
+            }
+        }
+    }
+}
+
 /// Handles one message from a peer at wall time `now` (see the module doc for each step).
 pub fn handle<K, T>(
     set: &mut ReplicaSet<K, T>,

@@ -33,6 +33,9 @@ pub struct ClusterView {
     pub records: usize,
     /// Records refused for clock skew since start.
     pub refused_skew: u64,
+    /// Whether the ownership of restored subscriptions is settled (restored dialogs notify
+    /// only from then on).
+    pub settled: bool,
     /// Membership (SWIM) summary; `None` before the link starts.
     pub members: Option<MembersView>,
 }
@@ -166,6 +169,7 @@ impl Handler<GetClusterView> for ReplicationActor {
             takeovers: self.takeovers,
             records: self.pubs.len() + self.subs.len(),
             refused_skew: self.refused_skew,
+            settled: self.settle.is_settled(),
             members: self.members.as_ref().map(|m| MembersView {
                 alive: m.alive().count() + 1,
                 known: m.known_count(),

@@ -275,3 +275,28 @@ proptest! {
         prop_assert_eq!(ba.len(), 1);
     }
 }
+
+#[test]
+fn a_peers_expiry_is_capped_but_its_stamp_and_tombstones_are_not() {
+    let far = live(
+        key("alice", "e1"),
+        stamp(10, 0, "n2"),
+        publication("e1", "far", 9_000_000, "n2"),
+    );
+    let near = live(
+        key("bob", "e2"),
+        stamp(10, 0, "n2"),
+        publication("e2", "near", 6_000, "n2"),
+    );
+    let gone = removed(key("carol", "e3"), stamp(10, 0, "n2"), 9_000_000);
+    let mut msg: Msg = SyncMsg::Delta(vec![far.clone(), near.clone(), gone.clone()]);
+    crate::cluster::sync::cap_expiries(&mut msg, Timestamp(7_000));
+    let SyncMsg::Delta(out) = msg else {
+        panic!("still a delta")
+    };
+    let expiry = |r: &PubRecord| r.version.state.live().map(|p| p.expires_at);
+    assert_eq!(expiry(&out[0]), Some(Timestamp(7_000)), "capped");
+    assert_eq!(out[0].version.stamp, far.version.stamp, "stamp kept");
+    assert_eq!(out[1], near, "an expiry within the cap is untouched");
+    assert_eq!(out[2], gone, "tombstones are untouched");
+}
