@@ -205,6 +205,20 @@ mod tests {
     }
 
     #[test]
+    fn parts_decode_from_the_front_and_report_what_they_took() {
+        let mut bytes = Vec::new();
+        encode_part(&record(), &mut bytes);
+        let one = bytes.len();
+        encode_part(&7u64, &mut bytes);
+        let (r, used) = decode_part::<Record>(&bytes, 4096).unwrap();
+        assert_eq!((r, used), (record(), one));
+        assert_eq!(decode_part::<u64>(&bytes[used..], 16), Ok((7, 1)));
+        // The limit holds, and truncated input is an error, not a panic.
+        assert!(decode_part::<Record>(&bytes, 8).is_err());
+        assert!(decode_part::<Record>(&bytes[..one - 1], 4096).is_err());
+    }
+
+    #[test]
     fn round_trip_keeps_value_and_version() {
         let bytes = encode(3, &record());
         assert_eq!(bytes[0], 3);

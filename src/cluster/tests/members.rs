@@ -326,3 +326,20 @@ fn packets_not_from_their_authenticated_sender_or_version_are_refused() {
     sim.effects(0);
     assert!(sim.sees_up(0, 1), "the genuine packet is");
 }
+
+#[test]
+fn a_renewed_identity_wins_over_the_old_one_of_the_same_node() {
+    use foca::Identity;
+    let old = id(0, 5);
+    let new = old.renew().expect("identities always renew");
+    assert_eq!((new.renewal, &new.node, new.addr), (6, &old.node, old.addr));
+    assert_eq!(old.addr(), new.addr(), "one member per node id");
+    assert!(new.win_addr_conflict(&old) && !old.win_addr_conflict(&new));
+    // A restart on another address with a newer renewal wins too.
+    let moved = MemberId {
+        addr: addr(9),
+        renewal: 7,
+        ..old.clone()
+    };
+    assert!(moved.win_addr_conflict(&new));
+}
