@@ -114,6 +114,10 @@ pub(crate) struct Args {
     /// hold: the server's process id (RSS is read from /proc/PID/status).
     #[arg(long)]
     pub(crate) pid: Option<u32>,
+    /// hold: also read memory this many seconds after creation (0 = not), still answering
+    /// NOTIFYs: the steady state once quiet dialogs are passivated (`passivate_after`).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) quiet: f64,
     /// echo: which transaction shape to drive through the in-process responder.
     #[arg(long, value_enum, default_value = "publish")]
     pub(crate) flow: Flow,

@@ -109,15 +109,18 @@ pub(crate) async fn hold(args: &Args, rep: &mut Report) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let rss1 = rss_kib(pid).ok_or(read("VmRSS"))?;
     let (pss1, procs) = pss_tree_kib(pid).ok_or(read("smaps_rollup"))?;
-    let mut st = lock(&ctx.st);
-    let s = &mut st.steps[idx];
-    eprintln!("hold {}", step_json(s));
-    let ok = s.ok;
+    let (ok, failed, p99, notifies) = {
+        let mut st = lock(&ctx.st);
+        let notifies = st.notifies;
+        let s = &mut st.steps[idx];
+        eprintln!("hold {}", step_json(s));
+        (s.ok, s.failed(), s.pct_ms(0.99), notifies)
+    };
     rep.num("subscriptions_created", ok, "count");
-    rep.num("subscriptions_failed", s.failed(), "count");
+    rep.num("subscriptions_failed", failed, "count");
     rep.num("presentities", presentities, "count");
     rep.num("creation_time", format!("{created_in:.1}"), "s");
-    rep.num("p99_latency", format!("{:.2}", s.pct_ms(0.99)), "ms");
+    rep.num("p99_latency", format!("{p99:.2}"), "ms");
     rep.num("processes", procs, "count");
     rep.num("pss_baseline", pss0, "KiB");
     rep.num("pss_after", pss1, "KiB");
@@ -131,6 +134,12 @@ pub(crate) async fn hold(args: &Args, rep: &mut Report) -> Result<(), String> {
     rep.num("rss_baseline", rss0, "KiB");
     rep.num("rss_after", rss1, "KiB");
     rep.num("rss_per_subscription", per(rss0, rss1), "bytes");
-    rep.num("notifies_answered", st.notifies, "count");
+    rep.num("notifies_answered", notifies, "count");
+    if args.quiet > args.settle {
+        tokio::time::sleep(Duration::from_secs_f64(args.quiet - args.settle)).await;
+        let (pss2, _) = pss_tree_kib(pid).ok_or(read("smaps_rollup"))?;
+        rep.num("pss_quiet", pss2, "KiB");
+        rep.num("pss_per_subscription_quiet", per(pss0, pss2), "bytes");
+    }
     Ok(())
 }

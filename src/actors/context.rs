@@ -209,6 +209,13 @@ impl WatcherCounts {
     }
 }
 
+impl WatcherSlot {
+    /// The watcher counted.
+    pub fn watcher(&self) -> &PresentityUri {
+        &self.watcher
+    }
+}
+
 impl Drop for WatcherSlot {
     fn drop(&mut self) {
         let mut part = self.counts.part(&self.watcher);

@@ -39,17 +39,29 @@ struct DialogEntry {
     /// Its actor, while one runs (a passivated dialog's presentity wakes a new one, which
     /// registers again).
     addr: Option<Addr<SubscriptionActor>>,
-    presentity: PresentityUri,
-    event: EventKey,
-    watcher: PresentityUri,
-    /// Counts this dialog for its watcher (`max_subscriptions_per_watcher`) while it lives.
+    /// The presentity actor that routes this dialog's messages — shared with the
+    /// presentity's own entry, not a copy per dialog (the index is per dialog in memory
+    /// even when the dialog is passivated).
+    key: Arc<PresKey>,
+    /// A watcher-info dialog (its event is the key's `.winfo` template).
+    winfo: bool,
+    /// Counts this dialog for its watcher (`max_subscriptions_per_watcher`) while it lives;
+    /// also names the watcher.
     slot: WatcherSlot,
 }
 
 impl DialogEntry {
     /// The presentity actor that routes this dialog's messages.
     fn actor_key(&self) -> PresKey {
-        actor_key(self.presentity.clone(), &self.event)
+        (*self.key).clone()
+    }
+
+    /// Whether the dialog subscribes to `event`.
+    fn event_is(&self, event: &EventKey) -> bool {
+        match self.winfo {
+            true => event.as_str().strip_suffix(".winfo") == Some(self.key.1.as_str()),
+            false => *event == self.key.1,
+        }
     }
 }
 
@@ -62,7 +74,7 @@ pub struct Shard {
     idx: usize,
     ctx: Arc<NodeCtx>,
     txns: ServerTransactions,
-    presentities: HashMap<PresKey, PresEntry>,
+    presentities: HashMap<Arc<PresKey>, PresEntry>,
     dialogs: HashMap<String, DialogEntry>,
     /// (presentity, Call-ID) → tag, kept only with `delete_same_subs = 1`.
     same_subs: HashMap<(PresentityUri, String), String>,
@@ -270,16 +282,22 @@ impl Shard {
     /// The presentity actor of `key`, created if needed; counts one message sent to it (for
     /// internal messages, bounded by state, that must not be refused).
     fn presentity_for_restore(&mut self, key: PresKey) -> Option<Addr<PresentityActor>> {
-        let me = self.me.clone()?;
-        let entry = self
-            .presentities
-            .entry(key.clone())
-            .or_insert_with(|| PresEntry {
-                addr: PresentityActor::start_for(key.0, key.1, self.ctx.clone(), me),
-                sent: 0,
-            });
+        let entry = self.presentity_entry(&key)?;
         entry.sent += 1;
         Some(entry.addr.clone())
+    }
+
+    /// The entry of the presentity actor of `key`, created if needed (`None` before this
+    /// shard has started). A hit clones nothing.
+    fn presentity_entry(&mut self, key: &PresKey) -> Option<&mut PresEntry> {
+        if !self.presentities.contains_key(key) {
+            let me = self.me.clone()?;
+            let addr =
+                PresentityActor::start_for(key.0.clone(), key.1.clone(), self.ctx.clone(), me);
+            self.presentities
+                .insert(Arc::new(key.clone()), PresEntry { addr, sent: 0 });
+        }
+        self.presentities.get_mut(key)
     }
 
     /// Sends `msg` to the presentity actor of `key`, creating it if needed; gives it back
@@ -289,21 +307,9 @@ impl Shard {
         M: actix::Message<Result = ()> + Send + 'static,
         PresentityActor: Handler<M>,
     {
-        let Some(me) = self.me.clone() else {
+        let Some(entry) = self.presentity_entry(&key) else {
             return Err((msg, 503)); // not started yet: cannot happen once running
         };
-        let entry = self
-            .presentities
-            .entry(key.clone())
-            .or_insert_with(|| PresEntry {
-                addr: PresentityActor::start_for(
-                    key.0.clone(),
-                    key.1.clone(),
-                    self.ctx.clone(),
-                    me,
-                ),
-                sent: 0,
-            });
         match entry.addr.try_send(msg) {
             Ok(()) => {
                 entry.sent += 1;
@@ -488,13 +494,18 @@ impl Handler<RegisterDialog> for Shard {
         // A woken dialog registers again under its tag: it keeps its slot.
         let slot = match self.dialogs.remove(&msg.tag) {
             Some(old) => old.slot,
-            None => self.ctx.watcher_subs.enter(msg.watcher.clone()),
+            None => self.ctx.watcher_subs.enter(msg.watcher),
+        };
+        let winfo = msg.event.as_str().ends_with(".winfo");
+        let k = actor_key(msg.same_key.0, &msg.event);
+        let key = match self.presentities.get_key_value(&k) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::new(k),
         };
         let entry = DialogEntry {
             addr: msg.addr,
-            presentity: msg.same_key.0,
-            event: msg.event,
-            watcher: msg.watcher,
+            key,
+            winfo,
             slot,
         };
         self.dialogs.insert(msg.tag, entry);

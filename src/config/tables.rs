@@ -51,7 +51,7 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
 }
 fn default_passivate_after() -> u64 {
-    300
+    60
 }
 
 /// True for a valid node id: 1–64 characters of letters, digits, `-`, `_`, `.`.

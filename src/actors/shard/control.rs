@@ -23,14 +23,15 @@ impl Handler<ListPresentities> for Shard {
     fn handle(&mut self, msg: ListPresentities, _: &mut Context<Self>) -> Self::Result {
         let ListPresentities { filter: f, page } = msg;
         let after = page.after.as_deref();
-        let matching = self.presentities.keys().filter(|(uri, ev)| {
+        let matching = self.presentities.keys().filter(|k| {
+            let (uri, ev) = &***k;
             f.uri.as_ref().is_none_or(|u| u == uri) && f.event.as_ref().is_none_or(|e| e == ev)
         });
         MessageResult(key_page(
             matching.map(|k| (PresKeyRef::new(k.0.as_str(), k.1.as_str()), k)),
             |k| after.is_none_or(|a| k.is_after(a)),
             &page,
-            |k, key| (k.to_string(), key.clone()),
+            |k, key| (k.to_string(), (**key).clone()),
         ))
     }
 }
@@ -112,9 +113,9 @@ impl Handler<ListSubscriptions> for Shard {
         let after = page.after.as_deref();
         let matching = self.dialogs.iter().filter(|(tag, d)| {
             f.id.as_ref().is_none_or(|i| i == *tag)
-                && f.presentity.as_ref().is_none_or(|p| *p == d.presentity)
-                && f.watcher.as_ref().is_none_or(|w| *w == d.watcher)
-                && f.event.as_ref().is_none_or(|e| *e == d.event)
+                && f.presentity.as_ref().is_none_or(|p| *p == d.key.0)
+                && f.watcher.as_ref().is_none_or(|w| w == d.slot.watcher())
+                && f.event.as_ref().is_none_or(|e| d.event_is(e))
         });
         MessageResult(key_page(
             matching.map(|(tag, _)| (tag.as_str(), ())),
