@@ -33,8 +33,22 @@ impl Cluster {
         Self::start_extra(n, takeover_grace, "")
     }
 
-    /// `extra` is appended to every node's configuration.
+    /// `extra` is appended to every node's configuration. Every node seeds all the others, as
+    /// the shipped configs do: pairs dial each other at once and the link keeps one connection
+    /// per pair.
     fn start_extra(n: usize, takeover_grace: u64, extra: &str) -> Cluster {
+        Self::start_seeded(n, takeover_grace, extra, |i| {
+            (0..n).filter(|j| *j != i).collect()
+        })
+    }
+
+    /// `seeds(i)`: the indexes of the nodes node `i` is configured with.
+    fn start_seeded(
+        n: usize,
+        takeover_grace: u64,
+        extra: &str,
+        seeds: impl Fn(usize) -> Vec<usize>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         let ids: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
@@ -48,9 +62,7 @@ impl Cluster {
         for i in 0..n {
             specs[i].takeover_grace = takeover_grace;
             specs[i].advertise = relays[i].addr;
-            // Every node seeds all the others, as the shipped configs do: pairs dial each
-            // other at once and the link keeps one connection per pair.
-            specs[i].peers = (0..n).filter(|j| *j != i).map(|j| relays[j].addr).collect();
+            specs[i].peers = seeds(i).into_iter().map(|j| relays[j].addr).collect();
         }
         let nodes = specs
             .iter()
@@ -106,6 +118,46 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Node `i`'s `/debug/cluster` entry for `peer`.
+fn peer_view(node: &ClusterNode, peer: &str) -> serde_json::Value {
+    let v = node.get("/debug/cluster");
+    v["peers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["id"] == peer).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Polls `node`'s `/debug/cluster` until `pred` holds; returns how long it took.
+fn wait_view(
+    node: &ClusterNode,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let v = node.get("/debug/cluster");
+        if pred(&v) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{}: {what}; view: {v}",
+            node.spec.id
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn membership_of(v: &serde_json::Value, peer: &str) -> String {
+    v["peers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["id"] == peer))
+        .and_then(|p| p["membership"].as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn fetch(c: &mut UdpClient, uri: &str, call_id: &str) -> String {
@@ -222,6 +274,12 @@ fn publish_on_one_node_notifies_watchers_on_the_others() {
         metrics.contains("presenced_replication_lag_seconds{peer=\"node-1\"} "),
         "{metrics}"
     );
+    // No false positive under that load (three nodes and the other tests on two cores).
+    for i in 0..3 {
+        let v = cl.node(i).get("/debug/cluster");
+        assert_eq!(v["members"]["declared_down"], 0, "{v}");
+        assert_eq!(v["members"]["alive"], 3, "{v}");
+    }
     latencies.sort();
     eprintln!(
         "publish → remote NOTIFY over {} tries: p50 {:?}, p99 {:?}, max {:?}",
@@ -323,6 +381,12 @@ fn a_restarted_node_with_an_empty_data_dir_catches_up() {
         "empty node caught up with 50 publications in {:?}",
         started.elapsed()
     );
+    // The new process joined with a newer identity, alive at both others.
+    for i in 0..2 {
+        wait_view(cl.node(i), WAIT, "the restarted node alive", |v| {
+            membership_of(v, "node-3") == "alive"
+        });
+    }
 }
 
 #[test]
@@ -331,6 +395,14 @@ fn a_partition_heals_and_every_node_converges() {
     cl.partition(2, true);
     // Wait until both sides noticed (idle timeout ~3 s).
     cl.node(0).wait_peers(&["node-2"], WAIT * 2);
+    // The isolated node holds both others down: 1 of 3 alive is no majority, so it would not
+    // take their dialogs over; the majority side would.
+    wait_view(cl.node(2), WAIT * 2, "loses the majority", |v| {
+        v["members"]["takeover_allowed"] == false && v["members"]["alive"] == 1
+    });
+    wait_view(cl.node(0), WAIT, "keeps the majority", |v| {
+        v["members"]["takeover_allowed"] == true && v["members"]["alive"] == 2
+    });
     let mut c1 = UdpClient::new(cl.sip(0));
     let mut c3 = UdpClient::new(cl.sip(2));
     c1.send(&publish(
@@ -363,6 +435,16 @@ fn a_partition_heals_and_every_node_converges() {
     }
     eprintln!(
         "converged {:?} after the partition healed",
+        healed.elapsed()
+    );
+    // Membership heals too: the isolated node rejoins (renewed) and every node sees all alive.
+    for i in 0..3 {
+        wait_view(cl.node(i), WAIT * 2, "all members alive again", |v| {
+            v["members"]["alive"] == 3 && v["members"]["takeover_allowed"] == true
+        });
+    }
+    eprintln!(
+        "membership healed {:?} after the partition",
         healed.elapsed()
     );
 }
@@ -487,4 +569,44 @@ fn a_surviving_node_takes_over_the_dialogs_of_a_dead_one() {
         })
         .sum();
     assert_eq!(taken, 1, "exactly one surviving node took the dialog over");
+}
+
+#[test]
+fn a_node_seeded_with_one_member_learns_the_others_and_a_killed_one_is_declared_down() {
+    // node-1 has no seeds; node-2 and node-3 know only node-1.
+    let mut cl = Cluster::start_seeded(3, 30, "", |i| if i == 0 { vec![] } else { vec![0] });
+    // (`start_seeded` waited until every node has every other up on the link.)
+    let learned = wait_view(cl.node(2), WAIT, "node-2 alive", |v| {
+        membership_of(v, "node-2") == "alive"
+    });
+    let p = peer_view(cl.node(2), "node-2");
+    assert_eq!(
+        p["state"], "up",
+        "node-3 dialled the member it learned: {p}"
+    );
+    assert_eq!(p["addr"], cl.relays[1].addr.to_string(), "{p}");
+    let v = cl.node(2).get("/debug/cluster");
+    assert_eq!(v["members"]["known"], 3, "{v}");
+    assert_eq!(v["members"]["alive"], 3, "{v}");
+    eprintln!("node-3 saw node-2 alive {learned:?} after the cluster formed");
+
+    // kill -9 node-2: both survivors declare it down (SWIM), without waiting for the link.
+    let killed = Instant::now();
+    cl.nodes[1].take().unwrap().kill9();
+    for i in [0, 2] {
+        wait_view(cl.node(i), WAIT, "node-2 declared down", |v| {
+            membership_of(v, "node-2") == "down"
+        });
+    }
+    let took = killed.elapsed();
+    eprintln!("a killed node was declared down by both survivors after {took:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "declared down after {took:?} (expected ~2-3 s)"
+    );
+    for (i, other) in [(0, "node-3"), (2, "node-1")] {
+        let v = cl.node(i).get("/debug/cluster");
+        assert_eq!(v["members"]["takeover_allowed"], true, "2 of 3: {v}");
+        assert_eq!(membership_of(&v, other), "alive", "no false positive: {v}");
+    }
 }

@@ -124,6 +124,34 @@ pub fn decode_limited<T: DeserializeOwned>(
     Ok(value)
 }
 
+/// Encodes `value` with no envelope, appended to `out`: for the parts of a packet whose
+/// envelope is the packet's own (the membership packets of [`crate::cluster::members`]).
+/// Never panics (see [`encode`]): a failing hand-written `Serialize` is logged and nothing
+/// appended.
+pub fn encode_part<T: Serialize>(value: &T, out: &mut Vec<u8>) {
+    let start = out.len();
+    if let Err(e) = options().serialize_into(&mut *out, value) {
+        tracing::error!(error = %e, "codec: serialisation of a packet part failed (bug)");
+        out.truncate(start);
+    }
+}
+
+/// Decodes one value from the front of `bytes` (no envelope; trailing bytes are the caller's)
+/// consuming at most `limit` bytes; returns it and the number of bytes it took.
+pub fn decode_part<T: DeserializeOwned>(
+    bytes: &[u8],
+    limit: u64,
+) -> Result<(T, usize), CodecError> {
+    let mut rest = bytes;
+    // Through `Read` so that `limit` holds (see `decode_limited`); trailing bytes allowed.
+    let value = options()
+        .with_limit(limit)
+        .allow_trailing_bytes()
+        .deserialize_from(&mut rest)
+        .map_err(decode_error)?;
+    Ok((value, bytes.len() - rest.len()))
+}
+
 /// The version byte of an envelope, to dispatch to the right decoder or migration.
 pub fn version_of(bytes: &[u8]) -> Result<u8, CodecError> {
     bytes.first().copied().ok_or(CodecError::Empty)
@@ -174,6 +202,20 @@ mod tests {
             tags: vec!["presence".into(), "dialog;sla".into()],
             etag: Some("a1b2".into()),
         }
+    }
+
+    #[test]
+    fn parts_decode_from_the_front_and_report_what_they_took() {
+        let mut bytes = Vec::new();
+        encode_part(&record(), &mut bytes);
+        let one = bytes.len();
+        encode_part(&7u64, &mut bytes);
+        let (r, used) = decode_part::<Record>(&bytes, 4096).unwrap();
+        assert_eq!((r, used), (record(), one));
+        assert_eq!(decode_part::<u64>(&bytes[used..], 16), Ok((7, 1)));
+        // The limit holds, and truncated input is an error, not a panic.
+        assert!(decode_part::<Record>(&bytes, 8).is_err());
+        assert!(decode_part::<Record>(&bytes[..one - 1], 4096).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use presenced::clock::Timestamp;
 use presenced::cluster::hlc::{Hlc, Stamp};
 use presenced::cluster::merge::{OwnedDialog, PubId, PubKey, Record, State, Versioned};
 use presenced::cluster::sync::SyncMsg;
-use presenced::cluster::wire::{encode_frame, Frame, Hello, Member, PROTOCOL};
+use presenced::cluster::wire::{encode_frame, Frame, Hello, PROTOCOL};
 use presenced::ids::{DialogId, ETag, EventKey, NodeId, PresentityUri, UriMatch};
 use presenced::presence::package::Body;
 use presenced::presence::publication::Publication;
@@ -316,14 +316,6 @@ fn wire_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 Frame::Sub(SyncMsg::Batch(vec![sub])),
                 Frame::Sub(SyncMsg::Pull { keys: vec![id] }),
             ],
-        ),
-        (
-            "members",
-            vec![Frame::Members(vec![Member {
-                node: NodeId::new("n3"),
-                addr: "127.0.0.1:7001".into(),
-                incarnation: 2,
-            }])],
         ),
     ];
     let mut out = Vec::new();

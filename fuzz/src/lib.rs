@@ -382,6 +382,6 @@ fn apply(r: &mut Replicas, f: Frame, now: Timestamp) {
                 "sub digest drifted"
             );
         }
-        Frame::Hello(_) | Frame::Members(_) | Frame::Ping { .. } | Frame::Pong { .. } => {}
+        Frame::Hello(_) | Frame::Ping { .. } | Frame::Pong { .. } => {}
     }
 }

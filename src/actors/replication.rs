@@ -11,15 +11,19 @@
 //!   exchanged and only what differs is pulled (`crate::cluster::sync`), so a lost delta or
 //!   a partition heals by itself and a node started empty receives every live publication.
 //! * Expiry is not replicated: each node expires from the absolute expiry on its own timer.
-//! * Membership: each node tells a peer that comes up the addresses of the peers it knows
-//!   (`Members`), so a node that knows one member learns all.
+//! * Membership and failure detection: SWIM through foca ([`crate::cluster::members`]), its
+//!   packets carried as QUIC datagrams (see `membership`). A member declared down has its
+//!   subscription dialogs taken over after `[cluster] takeover_grace` by the node a
+//!   rendezvous hash picks among this node and the members alive — only while those are a
+//!   strict majority of the members known, when three or more were ever known (an isolated
+//!   node of a partition never takes over the majority's dialogs; with two nodes there is no
+//!   majority to ask and the survivor takes over).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde::Serialize;
 
 use super::messages::{ApplyReplicated, Disown, RestoreDialog};
 use super::router::shard_of_presentity;
@@ -27,20 +31,24 @@ use super::shard::Shard;
 use crate::clock;
 use crate::clock::Timestamp;
 use crate::cluster::hlc::HlcClock;
-use crate::cluster::link::{Link, LinkConfig, LinkEvent, LinkHandle, PeerInfo, PeerState};
+use crate::cluster::link::{Link, LinkConfig, LinkEvent, LinkHandle, PeerState};
+use crate::cluster::members::Membership;
 use crate::cluster::merge::{OwnedDialog, PubKey, State};
 use crate::cluster::replica::{Applied, ReplicaSet};
 use crate::cluster::sync::{self, SyncLimits, SyncMsg};
-use crate::cluster::wire::{Frame, Member};
+use crate::cluster::wire::Frame;
 use crate::ids::{DialogId, NodeId};
 use crate::presence::publication::Publication;
 
+mod membership;
 mod peer_stats;
 mod settle;
+mod view;
 
 use peer_stats::PeerStats;
 pub use settle::OwnerOf;
 use settle::{Settle, SETTLE_TICK};
+pub use view::{ClusterView, GetClusterView, MembersView, PeerView};
 
 /// How often digests are compared with every peer (anti-entropy).
 pub const ANTI_ENTROPY_EVERY: Duration = Duration::from_secs(5);
@@ -83,73 +91,10 @@ pub struct StartLink {
     pub config: LinkConfig,
 }
 
-/// Ask for the cluster view (`/debug/cluster`).
-#[derive(Message)]
-#[rtype(result = "ClusterView")]
-pub struct GetClusterView;
-
 /// Stop the link (graceful leave at shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Leave;
-
-/// This node and its peers, as `/debug/cluster` shows them.
-#[derive(Clone, Debug, Serialize)]
-pub struct ClusterView {
-    /// This node.
-    pub node: String,
-    /// Whether replication runs.
-    pub enabled: bool,
-    /// The QUIC address peers dial.
-    pub listen: Option<String>,
-    /// Every peer ever seen.
-    pub peers: Vec<PeerView>,
-    /// Live publications in the replicated view.
-    pub publications: usize,
-    /// Live subscription dialogs in the replicated view (all owners).
-    pub subscriptions: usize,
-    /// Of those, the dialogs this node notifies.
-    pub owned_here: usize,
-    /// Dialogs this node took over from nodes that were gone.
-    pub takeovers: u64,
-    /// Records in the view (live and tombstones).
-    pub records: usize,
-    /// Records refused for clock skew since start.
-    pub refused_skew: u64,
-    /// Whether the ownership of restored subscriptions is settled (restored dialogs notify
-    /// only from then on).
-    pub settled: bool,
-}
-
-/// One peer.
-#[derive(Clone, Debug, Serialize)]
-pub struct PeerView {
-    /// Its node id (once known).
-    pub id: Option<String>,
-    /// Its address.
-    pub addr: String,
-    /// up / connecting / down.
-    pub state: &'static str,
-    /// Round-trip time, ms.
-    pub rtt_ms: Option<f64>,
-    /// Last frame from it (ms since the epoch).
-    pub last_contact: Option<u64>,
-    /// Frames received / sent / dropped.
-    pub frames_in: u64,
-    /// Frames sent.
-    pub frames_out: u64,
-    /// Frames dropped (queue full or not connected).
-    pub dropped: u64,
-    /// Records applied from it.
-    pub applied_from: u64,
-    /// Last anti-entropy exchange that found nothing to repair (ms since the epoch).
-    pub last_in_sync: Option<u64>,
-    /// Replication lag (ms): how far behind the last publication records applied from this
-    /// peer were — apply time minus the HLC wall time of the newest of them (so it includes
-    /// the clock offset between the nodes, clamped at 0) — or 0 once an anti-entropy
-    /// exchange with it found nothing to repair since. `None` before either happened.
-    pub lag_ms: Option<u64>,
-}
 
 /// CSeq jump of a dialog taken over: NOTIFYs its old owner sent after its last replicated
 /// record are unknown here; a gap is allowed, a step back is not.
@@ -159,9 +104,15 @@ const TAKEOVER_CSEQ_GAP: u32 = 1 << 16;
 pub struct ReplicationActor {
     node: NodeId,
     link: Option<LinkHandle>,
+    /// SWIM membership; created with the link.
+    members: Option<Membership>,
+    /// The address of every member that came up (for `/debug/cluster`).
+    member_addrs: HashMap<NodeId, SocketAddr>,
+    /// Members declared down since start.
+    member_downs: u64,
     pubs: ReplicaSet<PubKey, Publication>,
     subs: ReplicaSet<DialogId, OwnedDialog>,
-    /// Peers currently down, and since when.
+    /// Members declared down (by the membership), and since when.
     down_since: HashMap<NodeId, Timestamp>,
     /// `[cluster] takeover_grace`.
     grace: Duration,
@@ -199,6 +150,9 @@ impl ReplicationActor {
             clock: HlcClock::new(node.clone(), HlcClock::DEFAULT_MAX_DRIFT),
             node,
             link: None,
+            members: None,
+            member_addrs: HashMap::new(),
+            member_downs: 0,
             pubs: ReplicaSet::new(hold),
             shards: Vec::new(),
             limits: SyncLimits::default(),
@@ -251,8 +205,9 @@ impl ReplicationActor {
         }
     }
 
-    /// Takes over the dialogs of peers down longer than the grace period, when this node is
-    /// the one the dialog's rendezvous hash picks among the nodes still up.
+    /// Takes over the dialogs of members down longer than the grace period, when this node is
+    /// the one the dialog's rendezvous hash picks among itself and the members alive, and
+    /// those are a majority (see the module doc).
     fn take_over(&mut self) {
         let now = clock::now();
         let gone: Vec<NodeId> = self
@@ -264,17 +219,16 @@ impl ReplicationActor {
         if gone.is_empty() || self.shards.is_empty() {
             return;
         }
-        let mut candidates: Vec<NodeId> = self
-            .link
-            .as_ref()
-            .map(|l| {
-                l.peers()
-                    .into_iter()
-                    .filter(|p| p.state == PeerState::Up)
-                    .filter_map(|p| p.id)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let Some(members) = &self.members else { return };
+        if !members.has_majority() {
+            tracing::debug!(
+                alive = members.alive().count() + 1,
+                known = members.known_count(),
+                "cluster: no majority of the members is alive here; not taking over"
+            );
+            return;
+        }
+        let mut candidates: Vec<NodeId> = members.alive().cloned().collect();
         candidates.push(self.node.clone());
         let orphans: Vec<(DialogId, OwnedDialog)> = self
             .subs
@@ -344,24 +298,6 @@ impl ReplicationActor {
             });
         }
     }
-
-    fn members(&self) -> Vec<Member> {
-        let Some(link) = &self.link else {
-            return Vec::new();
-        };
-        link.peers()
-            .into_iter()
-            .filter(|p| p.state == PeerState::Up)
-            .filter_map(|p| {
-                let (node, addr) = (p.id?, p.addr?);
-                Some(Member {
-                    node,
-                    addr: addr.to_string(),
-                    incarnation: 0,
-                })
-            })
-            .collect()
-    }
 }
 
 impl Actor for ReplicationActor {
@@ -374,6 +310,9 @@ impl Actor for ReplicationActor {
         ctx.run_interval(Duration::from_secs(1), |this, _| {
             this.subs.expire(clock::now());
             this.take_over();
+        });
+        ctx.run_interval(membership::ANNOUNCE_EVERY, |this, ctx| {
+            this.announce_if_alone(ctx);
         });
         ctx.run_interval(SETTLE_TICK, |this, _| {
             let Some(link) = &this.link else { return };
@@ -409,6 +348,7 @@ impl Handler<StartLink> for ReplicationActor {
         let link = Link::start(msg.config, self.node.clone(), tx).map_err(|e| e.to_string())?;
         let addr = link.local_addr();
         self.link = Some(link);
+        self.start_members();
         let me = ctx.address();
         actix_rt::spawn(async move {
             while let Some(ev) = rx.recv().await {
@@ -424,35 +364,21 @@ impl Handler<StartLink> for ReplicationActor {
 impl Handler<FromLink> for ReplicationActor {
     type Result = ();
 
-    fn handle(&mut self, msg: FromLink, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: FromLink, ctx: &mut Context<Self>) {
         match msg.0 {
             LinkEvent::Up { peer, addr } => {
                 tracing::info!(%peer, addr = ?addr, "cluster: peer up; synchronising");
-                self.down_since.remove(&peer);
-                let members = self.members();
-                self.send(&peer, &Frame::Members(members));
                 self.start_sync(&peer);
+                self.announce_to(&peer, addr, ctx);
             }
             LinkEvent::Down { peer, reason } => {
-                tracing::warn!(%peer, %reason, "cluster: peer down");
-                self.down_since.entry(peer).or_insert_with(clock::now);
+                // The connection is re-dialled; whether the node is down is the membership's
+                // verdict (SWIM), not one connection's.
+                tracing::info!(%peer, %reason, "cluster: connection to peer lost");
             }
+            LinkEvent::Datagram { peer, data } => self.on_member_packet(peer, data, ctx),
             LinkEvent::Frame { peer, frame } => match frame {
                 Frame::Pub(m) => self.on_pub_msg(peer, m),
-                Frame::Members(list) => {
-                    let Some(link) = &self.link else { return };
-                    let known: Vec<Option<NodeId>> =
-                        link.peers().into_iter().map(|p| p.id).collect();
-                    for m in list {
-                        if m.node == self.node || known.contains(&Some(m.node.clone())) {
-                            continue;
-                        }
-                        if let Ok(a) = m.addr.parse() {
-                            tracing::info!(peer = %m.node, addr = %a, "cluster: learned a member by gossip");
-                            link.add_peer(a);
-                        }
-                    }
-                }
                 Frame::Ping { nonce } => self.send(&peer, &Frame::Pong { nonce }),
                 Frame::Sub(m) => self.on_sub_msg(peer, m),
                 Frame::Pong { .. } | Frame::Hello(_) => {}
@@ -513,58 +439,11 @@ impl Handler<LocalSubscription> for ReplicationActor {
     }
 }
 
-impl Handler<GetClusterView> for ReplicationActor {
-    type Result = MessageResult<GetClusterView>;
-
-    fn handle(&mut self, _: GetClusterView, _: &mut Context<Self>) -> Self::Result {
-        let peers: Vec<PeerInfo> = self.link.as_ref().map(|l| l.peers()).unwrap_or_default();
-        let peers = peers
-            .into_iter()
-            .map(|p| {
-                let stats = p.id.as_ref().and_then(|id| self.stats.get(id));
-                PeerView {
-                    id: p.id.as_ref().map(|i| i.to_string()),
-                    addr: p.addr.map(|a| a.to_string()).unwrap_or_default(),
-                    state: match p.state {
-                        PeerState::Up => "up",
-                        PeerState::Connecting => "connecting",
-                        PeerState::Down => "down",
-                    },
-                    rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                    last_contact: p.last_contact.map(|t| t.0),
-                    frames_in: p.frames_in,
-                    frames_out: p.frames_out,
-                    dropped: p.dropped,
-                    applied_from: stats.map(|s| s.applied).unwrap_or(0),
-                    last_in_sync: stats.and_then(|s| s.last_in_sync),
-                    lag_ms: stats.and_then(|s| s.lag_ms),
-                }
-            })
-            .collect();
-        MessageResult(ClusterView {
-            node: self.node.to_string(),
-            enabled: true,
-            listen: self.link.as_ref().map(|l| l.local_addr().to_string()),
-            peers,
-            publications: self.pubs.live().count(),
-            subscriptions: self.subs.live().count(),
-            owned_here: self
-                .subs
-                .live()
-                .filter(|(_, o)| o.owner == self.node)
-                .count(),
-            takeovers: self.takeovers,
-            records: self.pubs.len() + self.subs.len(),
-            refused_skew: self.refused_skew,
-            settled: self.settle.is_settled(),
-        })
-    }
-}
-
 impl Handler<Leave> for ReplicationActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Leave, _: &mut Context<Self>) -> Self::Result {
+        self.leave_members();
         let link = self.link.take();
         Box::pin(
             async move {

@@ -137,8 +137,9 @@ fn sample_per_shard(shards: usize) -> usize {
     (MAILBOX_SAMPLE_TOTAL / shards.max(1)).clamp(1, MAILBOX_SAMPLE_PER_SHARD)
 }
 
-/// `GET /debug/cluster`: this node, its peers (state, RTT, last contact, frames in/out,
-/// records applied, last in-sync exchange) and the replicated view's size.
+/// `GET /debug/cluster`: this node, its peers (link and membership state, RTT, last contact,
+/// frames in/out, records applied, last in-sync exchange), the membership summary and the
+/// replicated view's size.
 pub(crate) async fn cluster(state: web::Data<AppState>) -> HttpResponse {
     match state.api.cluster().await {
         Ok(Some(view)) => json(StatusCode::OK, &json!(view)),

@@ -16,7 +16,7 @@
 //! | `GET /debug/subscriptions[?presentity=&watcher=&event=&limit=&cursor=]` | paged subscription views (every `$subs(…)` attribute) |
 //! | `GET /debug/subscriptions/{id}` | one subscription by our tag (the To-tag of its 2xx) |
 //! | `GET /debug/events[?presentity=]` | Server-Sent Events: PUBLISH applied, NOTIFY sent / answered, subscriptions created / refreshed / terminated |
-//! | `GET /debug/cluster` | this node and its peers: state, RTT, last contact, frames, records applied, last in-sync exchange |
+//! | `GET /debug/cluster` | this node and its peers: link state, membership state (SWIM), RTT, last contact, frames, records applied, last in-sync exchange |
 //! | `POST /rpc` | JSON-RPC 2.0 ([`rpc`]); methods in [`rpc_methods`] |
 //!
 //! Invariants:

@@ -290,6 +290,10 @@ fn transport_config(timing: &Timing) -> Result<quinn::TransportConfig, String> {
     // One bidirectional stream per connection is all a link uses.
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t.max_concurrent_bidi_streams(VarInt::from_u32(1));
+    // Unreliable datagrams carry the membership protocol (`super::members`): probes are never
+    // queued behind replication batches on the stream.
+    t.datagram_receive_buffer_size(Some(256 * 1024));
+    t.datagram_send_buffer_size(256 * 1024);
     Ok(t)
 }
 

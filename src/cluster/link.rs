@@ -12,6 +12,10 @@
 //!   each frame in the order the peer sent it on that connection, and [`LinkEvent::Down`] when
 //!   the peer's last connection is gone (closed, refused, or silent for the idle timeout,
 //!   3 s by default). `Up`/`Down` are delivered in the order they happened;
+//! * [`LinkEvent::Datagram`] carries a QUIC unreliable datagram (the membership protocol's
+//!   packets, [`super::members`]) read from a connection that passed the mutual-TLS + `Hello`
+//!   handshake, attributed to that peer; [`LinkHandle::send_datagram`] sends one on the peer's
+//!   connection in use, and fails at once when there is none (the packet is lost);
 //! * [`LinkHandle::send`] and [`LinkHandle::broadcast`] never wait: each peer has a bounded
 //!   queue, and a frame that does not fit, or is for a peer that is not up, is dropped and
 //!   counted ([`PeerInfo::dropped`]). Frames queued before a `Down` may be lost: anti-entropy
@@ -112,6 +116,13 @@ pub enum LinkEvent {
         peer: NodeId,
         /// The frame.
         frame: Frame,
+    },
+    /// An unreliable datagram from `peer` (a membership packet).
+    Datagram {
+        /// The sender, as its connection authenticated it.
+        peer: NodeId,
+        /// The datagram's bytes.
+        data: bytes::Bytes,
     },
 }
 
@@ -322,6 +333,30 @@ impl LinkHandle {
             .iter()
             .filter(|p| reg.send(p, bytes.clone()).is_ok())
             .count()
+    }
+
+    /// Sends an unreliable datagram to `peer` on its connection in use; never waits. Lost
+    /// when the peer is not up (or the network drops it).
+    pub fn send_datagram(&self, peer: &NodeId, data: bytes::Bytes) -> Result<(), SendError> {
+        let conn = self
+            .shared
+            .registry()
+            .connection(peer)
+            .ok_or(SendError::NotConnected)?;
+        conn.send_datagram(data).map_err(|e| match e {
+            quinn::SendDatagramError::TooLarge => SendError::TooLarge,
+            _ => SendError::NotConnected,
+        })
+    }
+
+    /// The address peers are told to dial (`[cluster] advertise`, else the bound address).
+    pub fn advertised(&self) -> SocketAddr {
+        self.shared
+            .local
+            .hello
+            .advertise
+            .parse()
+            .unwrap_or(self.shared.local_addr)
     }
 
     /// Every known peer (and seed address not yet answered), for `/debug/cluster`.

@@ -47,6 +47,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod hlc;
 pub mod link;
+pub mod members;
 pub mod merge;
 pub mod replica;
 pub mod sync;

@@ -21,7 +21,11 @@ use crate::ids::{DialogId, NodeId};
 use crate::presence::publication::Publication;
 
 /// This build's protocol version: `major << 8 | minor`.
-pub const PROTOCOL: u16 = 1 << 8;
+///
+/// 2.0: the hand-rolled `Members` gossip frame is gone (membership is SWIM over QUIC
+/// datagrams, [`crate::cluster::members`]); removing a variant renumbers the ones after it,
+/// hence a major bump (1.x nodes are refused at the handshake).
+pub const PROTOCOL: u16 = 2 << 8;
 
 /// The codec envelope version of a [`Frame`].
 pub const FRAME_CODEC_VERSION: u8 = 1;
@@ -45,17 +49,6 @@ pub struct Hello {
     pub advertise: String,
 }
 
-/// One known cluster member, as gossiped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    /// Its node id.
-    pub node: NodeId,
-    /// Its advertised QUIC address.
-    pub addr: String,
-    /// Bumped by the member on each restart, so newer news about it wins.
-    pub incarnation: u64,
-}
-
 /// Everything one node sends another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
@@ -65,8 +58,6 @@ pub enum Frame {
     Pub(SyncMsg<PubKey, Publication>),
     /// Subscription replication (deltas and anti-entropy).
     Sub(SyncMsg<DialogId, OwnedDialog>),
-    /// The sender's member list (membership gossip).
-    Members(Vec<Member>),
     /// Liveness / RTT probe.
     Ping {
         /// Echoed in the [`Frame::Pong`].

@@ -216,6 +216,11 @@ impl Registry {
         }
     }
 
+    /// The connection in use to `peer`, if it is up.
+    pub(super) fn connection(&self, peer: &NodeId) -> Option<quinn::Connection> {
+        self.peers.get(peer)?.live()?.conn.clone()
+    }
+
     /// The peers that are up.
     pub(super) fn up_peers(&self) -> Vec<NodeId> {
         let up = self.peers.iter().filter(|(_, p)| p.live().is_some());

@@ -8,6 +8,9 @@
 //! * a session is registered (and its `Up` sent) before its reader starts, so a peer's frames
 //!   never precede its `Up`; `Up`/`Down` are produced and sent under the link's gate, so they
 //!   reach the handler in the order the registry changed;
+//! * each session has a datagram reader, started with its frame reader (after the handshake
+//!   and the `Up`), that hands every datagram to the handler attributed to the session's
+//!   peer, until the connection ends;
 //! * a writer drains its queue after the slot is retired, then finishes its stream and waits
 //!   (bounded) for the peer to acknowledge it before closing the connection, so frames queued
 //!   on a replaced connection are still delivered.
@@ -168,6 +171,7 @@ async fn start_session(shared: &Arc<Shared>, session: Session, dialed: Option<So
         let _ = shared.dial_requests.send(addr);
     }
     tokio::spawn(writer(shared.clone(), peer.clone(), send, rx, conn.clone()));
+    tokio::spawn(datagrams(shared.clone(), peer.clone(), conn.clone()));
     tokio::spawn(reader(
         shared.clone(),
         peer,
@@ -235,6 +239,19 @@ async fn reader(
         debug!(peer = %peer, reason = %reason, "cluster: connection ended");
     }
     drop(gate);
+}
+
+/// Delivers a connection's datagrams until it ends.
+async fn datagrams(shared: Arc<Shared>, peer: NodeId, conn: Connection) {
+    while let Ok(data) = conn.read_datagram().await {
+        let event = LinkEvent::Datagram {
+            peer: peer.clone(),
+            data,
+        };
+        if shared.events.send(event).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Writes queued frames; when the queue closes, finishes the stream and closes.

@@ -304,7 +304,7 @@ async fn other_major_version_is_refused_with_a_clear_log_line() {
     assert!(a.refused() >= 1 && newer.refused() >= 1);
     let text = logs(&logs_buf);
     assert!(
-        text.contains("protocol version mismatch: we speak 1.0, node \"node-2\" speaks 2.0"),
+        text.contains("protocol version mismatch: we speak 2.0, node \"node-2\" speaks 3.0"),
         "{text}"
     );
     // A minor difference is fine.

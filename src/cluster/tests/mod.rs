@@ -1,6 +1,7 @@
 //! Tests of the cluster core that span its modules: the merge laws and convergence
 //! (`laws`), the replica set (`replica`), digests and the anti-entropy exchange (`exchange`),
-//! and the wire framing (`wire`). Shared builders live here.
+//! the wire framing (`wire`), and membership over a simulated network (`members`). Shared
+//! builders live here.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::presence::publication::Publication;
 
 mod exchange;
 mod laws;
+mod members;
 mod replica;
 mod wire;
 

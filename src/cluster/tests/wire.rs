@@ -7,7 +7,7 @@ use super::*;
 use crate::cluster::merge::{OwnedDialog, SubRecord};
 use crate::cluster::sync::SyncMsg;
 use crate::cluster::wire::{
-    compatible, decode_frame, encode_frame, Frame, FrameDecoder, FrameError, Hello, Member,
+    compatible, decode_frame, encode_frame, Frame, FrameDecoder, FrameError, Hello,
     DEFAULT_MAX_FRAME, PROTOCOL,
 };
 use crate::ids::DialogId;
@@ -80,11 +80,6 @@ fn frames() -> Vec<Frame> {
         Frame::Pub(SyncMsg::Batch(vec![pubrec])),
         Frame::Sub(SyncMsg::Delta(vec![sub.clone()])),
         Frame::Sub(SyncMsg::Batch(vec![sub])),
-        Frame::Members(vec![Member {
-            node: NodeId::new("n3"),
-            addr: "127.0.0.1:5072".into(),
-            incarnation: 9,
-        }]),
         Frame::Ping { nonce: 77 },
         Frame::Pong { nonce: u64::MAX },
     ]
