@@ -104,3 +104,101 @@ fn a_returning_owner_never_notifies_a_dialog_taken_over_meanwhile() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn an_isolated_owner_holds_its_notifies_while_the_majority_takes_over() {
+    let cl = Cluster::start_with(3, 2);
+    let mut w = UdpClient::new(cl.sip(0));
+    w.send(&subscribe(ALICE, w.port(), "iso", 1, "Expires: 600\r\n"));
+    assert_eq!(w.response("iso", "SUBSCRIBE").status, 200);
+    let mut last = w.notify("iso").cseq.seq;
+    let publish_at = |i: usize, call: &str, note: &str| {
+        let mut p = UdpClient::new(cl.sip(i));
+        p.send(&publish(
+            ALICE,
+            p.port(),
+            call,
+            1,
+            "Expires: 600\r\n",
+            &pidf(ALICE, note, "open"),
+        ));
+        assert_eq!(p.response(call, "PUBLISH").status, 200);
+    };
+    publish_at(1, "iso-1", "before");
+    last = last.max(w.notify("iso").cseq.seq);
+    let deadline = Instant::now() + WAIT;
+    while cl.node(1).get("/debug/cluster")["subscriptions"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the subscription was not replicated"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    cl.partition(0, true);
+    let isolated_port = Some(cl.specs[0].sip);
+    // The majority declares node 1 down and, after the 2 s grace, takes the dialog over.
+    let n = w
+        .try_notify("iso", WAIT * 3)
+        .expect("the majority takes the dialog over and notifies");
+    assert_ne!(n.vias[0].port, isolated_port, "from the majority side");
+    let owner_port = n.vias[0].port;
+    assert!(n.cseq.seq > last);
+    last = n.cseq.seq;
+    let v = cl.node(0).get("/debug/cluster");
+    assert_eq!(v["members"]["takeover_allowed"], false, "{v}");
+    assert_eq!(v["settled"], false, "the isolated node is fenced: {v}");
+
+    // A change published on the isolated side: node 1 still serves the dialog but must not
+    // NOTIFY it (the majority owns it now).
+    publish_at(0, "iso-2", "isolated-side");
+    for m in w.drain(Duration::from_secs(2)) {
+        if let presenced::sip::Message::Request(r) = m {
+            assert_ne!(
+                r.vias[0].port,
+                isolated_port,
+                "the isolated node notified: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+
+    cl.partition(0, false);
+    let deadline = Instant::now() + WAIT * 3;
+    loop {
+        let v = cl.node(0).get("/debug/cluster");
+        if v["settled"] == true && v["owned_here"] == 0 && v["members"]["takeover_allowed"] == true
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never settled after the heal: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Healed: the isolated side's publication reaches the watcher from the owner only, and
+    // the old owner stays silent.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let n = w.notify("iso");
+        assert_eq!(n.vias[0].port, owner_port, "one notifier after the heal");
+        assert!(n.cseq.seq > last, "CSeq strictly increasing");
+        last = n.cseq.seq;
+        if String::from_utf8_lossy(&n.body).contains("isolated-side") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the isolated side's state never arrived"
+        );
+    }
+    for m in w.drain(Duration::from_millis(1500)) {
+        if let presenced::sip::Message::Request(r) = m {
+            assert_eq!(
+                r.vias[0].port, owner_port,
+                "a second notifier after the heal"
+            );
+        }
+    }
+}

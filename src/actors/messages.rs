@@ -114,6 +114,12 @@ pub struct DialogAsleep {
     pub addr: Addr<SubscriptionActor>,
 }
 
+/// This node lost the cluster's majority: every live dialog waits at the settlement gate
+/// before its next NOTIFY (sent to each shard, which tells its live dialog actors).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Fence;
+
 /// A new subscription with the same presentity and Call-ID replaces this one
 /// (`delete_same_subs = 1`): end without a NOTIFY.
 #[derive(Message)]

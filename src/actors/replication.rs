@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::messages::{ApplyReplicated, Disown, RestoreDialog};
+use super::messages::{ApplyReplicated, Disown, Fence, RestoreDialog};
 use super::router::shard_of_presentity;
 use super::shard::Shard;
 use crate::clock;
@@ -316,10 +316,19 @@ impl Actor for ReplicationActor {
         });
         ctx.run_interval(SETTLE_TICK, |this, _| {
             let Some(link) = &this.link else { return };
+            let now = std::time::Instant::now();
+            if this.members.as_ref().is_some_and(|m| !m.has_majority()) {
+                if this.settle.fence(now) {
+                    for shard in &this.shards {
+                        shard.do_send(Fence);
+                    }
+                }
+                return;
+            }
             if this.settle.is_settled() {
                 return;
             }
-            for peer in this.settle.poll(&link.peers(), std::time::Instant::now()) {
+            for peer in this.settle.poll(&link.peers(), now) {
                 this.send(&peer, &Frame::Sub(sync::digest_request(&this.subs)));
             }
         });

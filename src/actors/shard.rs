@@ -525,6 +525,17 @@ impl Handler<DialogGone> for Shard {
     }
 }
 
+impl Handler<Fence> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fence, _: &mut Context<Self>) {
+        // Passivated dialogs need nothing: a woken one waits at the gate when it starts.
+        for addr in self.dialogs.values().filter_map(|d| d.addr.as_ref()) {
+            addr.do_send(msg);
+        }
+    }
+}
+
 impl Handler<DialogAsleep> for Shard {
     type Result = ();
 

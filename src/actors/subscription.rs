@@ -550,6 +550,16 @@ impl Handler<SetStatus> for SubscriptionActor {
     }
 }
 
+impl Handler<Fence> for SubscriptionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Fence, ctx: &mut Context<Self>) {
+        if !self.gone {
+            self.fence(ctx);
+        }
+    }
+}
+
 impl Handler<Disown> for SubscriptionActor {
     type Result = ();
 
@@ -572,9 +582,10 @@ impl SubscriptionActor {
     }
 
     /// A dialog restored (or read back) before the cluster settled the ownership of restored
-    /// subscriptions waits — its mailbox and timers held — until it is settled, then stops
-    /// quietly if another node took it over meanwhile (see `replication::settle`). Costs
-    /// nothing once settled, and nothing without a cluster.
+    /// subscriptions — or any live dialog of a node fenced for want of a majority — waits,
+    /// its mailbox and timers held, until it is settled, then stops quietly if another node
+    /// took it over meanwhile (see `replication::settle`). Costs nothing once settled, and
+    /// nothing without a cluster.
     fn fence(&mut self, ctx: &mut Context<Self>) {
         let Some(mut gate) = self.ctx.cluster_settled.clone() else {
             return;

@@ -11,7 +11,14 @@
 //! Settled means: every peer that is up has answered one subscription digest exchange with
 //! "in sync", and either every known peer is up or [`SETTLE_DIAL`] has passed (a dead seed
 //! does not hold the node back for longer); in any case after [`SETTLE_MAX`]. A node with no
-//! peers configured settles at once. Invariant: the gate opens once and never closes.
+//! peers configured settles at once.
+//!
+//! The same gate fences a node that loses the majority of a cluster of three or more
+//! ([`Settle::fence`]): the majority will take its dialogs over after the grace period, so
+//! its dialogs hold their NOTIFYs (every live one is told to wait at the gate) until the
+//! majority is back and the views are settled again — then each dialog either continues or,
+//! taken over meanwhile, stops without a NOTIFY. Invariant: the gate is closed only while
+//! unsettled (at start, or fenced), and every closing is followed by a full settlement.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -40,6 +47,8 @@ pub struct OwnerOf(pub DialogId);
 pub(super) struct Settle {
     /// `None` once settled.
     tx: Option<watch::Sender<bool>>,
+    /// The gate, kept to close it again ([`Settle::fence`]).
+    gate: watch::Sender<bool>,
     started: Instant,
     in_sync: HashSet<NodeId>,
 }
@@ -48,10 +57,28 @@ impl Settle {
     /// Unsettled, from `now`; `tx` is the gate the restored dialogs wait on.
     pub(super) fn new(tx: watch::Sender<bool>, now: Instant) -> Self {
         Settle {
+            gate: tx.clone(),
             tx: Some(tx),
             started: now,
             in_sync: HashSet::new(),
         }
+    }
+
+    /// This node lost the majority: closes the gate (a settled node only; returns whether it
+    /// did, so the caller tells the live dialogs once). It reopens by [`Settle::poll`] once
+    /// the caller stops fencing and the views are in sync again.
+    pub(super) fn fence(&mut self, now: Instant) -> bool {
+        if self.tx.is_some() {
+            // Already closed: the settlement starts over when the majority is back.
+            self.started = now;
+            return false;
+        }
+        self.gate.send_replace(false);
+        self.tx = Some(self.gate.clone());
+        self.started = now;
+        self.in_sync.clear();
+        tracing::warn!("cluster: this node sees no majority of the cluster; its subscriptions hold their NOTIFYs until the majority is back (the majority takes them over after takeover_grace)");
+        true
     }
 
     /// Whether the gate is open.
@@ -170,6 +197,24 @@ mod tests {
         assert!(!*rx.borrow(), "the seed may still come up");
         s.poll(&peers, t0 + SETTLE_DIAL);
         assert!(*rx.borrow());
+    }
+
+    #[test]
+    fn a_fence_closes_the_gate_until_the_views_settle_again() {
+        let (mut s, rx, t0) = settle();
+        let peers = [peer(Some("node-2"), PeerState::Up)];
+        s.note_in_sync(NodeId::new("node-2"));
+        s.poll(&peers, t0);
+        assert!(*rx.borrow());
+        assert!(s.fence(t0 + SETTLE_MAX), "a settled node is fenced");
+        assert!(!s.fence(t0 + SETTLE_MAX), "once");
+        assert!(!*rx.borrow(), "closed");
+        // The in-sync notes of before the fence do not count.
+        assert_eq!(s.poll(&peers, t0 + SETTLE_MAX).len(), 1);
+        assert!(!*rx.borrow());
+        s.note_in_sync(NodeId::new("node-2"));
+        s.poll(&peers, t0 + SETTLE_MAX);
+        assert!(*rx.borrow(), "reopened after a new settlement");
     }
 
     #[test]
