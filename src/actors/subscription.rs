@@ -11,10 +11,11 @@ use super::dormant::DormantSub;
 use super::inspect::{SnapshotSubscription, SubscriptionView};
 use super::messages::*;
 use super::presentity::PresentityActor;
-use super::replication::{LocalSubscription, OwnerOf};
+use super::replication::LocalSubscription;
 use super::shard::Shard;
 
 mod notify;
+mod ownership;
 use crate::clock::{self, Timestamp};
 use crate::presence::package::Body;
 use crate::presence::subscription::{SubEffect, SubStatus, Subscription};
@@ -547,65 +548,5 @@ impl Handler<SetStatus> for SubscriptionActor {
             .core
             .set_status(clock::now(), msg.status, msg.reason.as_deref());
         self.apply(fx, ctx);
-    }
-}
-
-impl Handler<Fence> for SubscriptionActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Fence, ctx: &mut Context<Self>) {
-        if !self.gone {
-            self.fence(ctx);
-        }
-    }
-}
-
-impl Handler<Disown> for SubscriptionActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Disown, ctx: &mut Context<Self>) {
-        self.handled += 1;
-        self.disown(ctx);
-    }
-}
-
-impl SubscriptionActor {
-    /// Another node owns the dialog: stop here without a NOTIFY. The cluster record belongs
-    /// to the new owner: the dialog is forgotten on this node only.
-    fn disown(&mut self, ctx: &mut Context<Self>) {
-        if self.gone {
-            return;
-        }
-        tracing::info!(dialog = %self.core.dialog().id, "another node owns this subscription now; stopping here");
-        self.unregister_from(false);
-        self.rearm(ctx);
-    }
-
-    /// A dialog restored (or read back) before the cluster settled the ownership of restored
-    /// subscriptions — or any live dialog of a node fenced for want of a majority — waits,
-    /// its mailbox and timers held, until it is settled, then stops quietly if another node
-    /// took it over meanwhile (see `replication::settle`). Costs nothing once settled, and
-    /// nothing without a cluster.
-    fn fence(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut gate) = self.ctx.cluster_settled.clone() else {
-            return;
-        };
-        if *gate.borrow() {
-            return;
-        }
-        let Some(replication) = self.ctx.replication.clone() else {
-            return;
-        };
-        let id = self.core.dialog().id.clone();
-        let owner = async move {
-            // A closed gate (the replication actor is gone: shutting down) opens it too.
-            let _ = gate.wait_for(|settled| *settled).await;
-            replication.send(OwnerOf(id)).await.ok().flatten()
-        };
-        ctx.wait(owner.into_actor(self).map(|owner, this, ctx| {
-            if owner.is_some_and(|o| o != this.ctx.node_id) {
-                this.disown(ctx);
-            }
-        }));
     }
 }
