@@ -104,6 +104,33 @@ impl Cluster {
         }
     }
 
+    /// Waits until node `i`'s replicated view holds `n` live subscription dialogs.
+    fn wait_subscriptions_replicated(&self, i: usize, n: u64) {
+        let deadline = Instant::now() + WAIT;
+        while self.node(i).get("/debug/cluster")["subscriptions"] != n {
+            assert!(
+                Instant::now() < deadline,
+                "the subscription was not replicated to {}",
+                self.specs[i].id
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// An initial PUBLISH of `ALICE` with `note` at node `i`, answered 200.
+    fn publish_alice(&self, i: usize, call: &str, note: &str) {
+        let mut p = UdpClient::new(self.sip(i));
+        p.send(&publish(
+            ALICE,
+            p.port(),
+            call,
+            1,
+            "Expires: 600\r\n",
+            &pidf(ALICE, note, "open"),
+        ));
+        assert_eq!(p.response(call, "PUBLISH").status, 200);
+    }
+
     fn sip(&self, i: usize) -> SocketAddr {
         self.specs[i].sip_addr()
     }
@@ -500,14 +527,7 @@ fn a_surviving_node_takes_over_the_dialogs_of_a_dead_one() {
     assert!(n.cseq.seq > last);
     last = n.cseq.seq;
     // The dialog's record reaches the other nodes before node 1 dies.
-    let deadline = Instant::now() + WAIT;
-    while cl.node(1).get("/debug/cluster")["subscriptions"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the subscription was not replicated"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cl.wait_subscriptions_replicated(1, 1);
 
     cl.nodes[0].take().unwrap().kill9();
     // Down after ~3 s, taken over after the 2 s grace: the new owner NOTIFYs at once.

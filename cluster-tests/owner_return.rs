@@ -12,28 +12,9 @@ fn a_returning_owner_never_notifies_a_dialog_taken_over_meanwhile() {
     w.send(&subscribe(ALICE, w.port(), "ret", 1, "Expires: 600\r\n"));
     assert_eq!(w.response("ret", "SUBSCRIBE").status, 200);
     let mut last = w.notify("ret").cseq.seq;
-    let mut p = UdpClient::new(cl.sip(1));
-    let publish_at = |p: &mut UdpClient, call: &str, note: &str| {
-        p.send(&publish(
-            ALICE,
-            p.port(),
-            call,
-            1,
-            "Expires: 600\r\n",
-            &pidf(ALICE, note, "open"),
-        ));
-        assert_eq!(p.response(call, "PUBLISH").status, 200);
-    };
-    publish_at(&mut p, "ret-1", "before");
+    cl.publish_alice(1, "ret-1", "before");
     last = last.max(w.notify("ret").cseq.seq);
-    let deadline = Instant::now() + WAIT;
-    while cl.node(1).get("/debug/cluster")["subscriptions"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the subscription was not replicated"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cl.wait_subscriptions_replicated(1, 1);
 
     let spec = cl.nodes[0].take().unwrap().kill9();
     let n = w
@@ -44,7 +25,7 @@ fn a_returning_owner_never_notifies_a_dialog_taken_over_meanwhile() {
     assert!(n.cseq.seq > last);
     last = n.cseq.seq;
     // A change while node 1 is away: node 1's stored copy of the dialog is now stale.
-    publish_at(&mut p, "ret-2", "while-away");
+    cl.publish_alice(1, "ret-2", "while-away");
     loop {
         let n = w.notify("ret");
         assert_eq!(n.vias[0].port, owner_port);
@@ -69,8 +50,7 @@ fn a_returning_owner_never_notifies_a_dialog_taken_over_meanwhile() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // And a change published at the returning node reaches the watcher once, from the taker.
-    let mut p1 = UdpClient::new(cl.sip(0));
-    publish_at(&mut p1, "ret-3", "back");
+    cl.publish_alice(0, "ret-3", "back");
     let deadline = Instant::now() + WAIT;
     loop {
         let n = w.notify("ret");
@@ -112,28 +92,9 @@ fn an_isolated_owner_holds_its_notifies_while_the_majority_takes_over() {
     w.send(&subscribe(ALICE, w.port(), "iso", 1, "Expires: 600\r\n"));
     assert_eq!(w.response("iso", "SUBSCRIBE").status, 200);
     let mut last = w.notify("iso").cseq.seq;
-    let publish_at = |i: usize, call: &str, note: &str| {
-        let mut p = UdpClient::new(cl.sip(i));
-        p.send(&publish(
-            ALICE,
-            p.port(),
-            call,
-            1,
-            "Expires: 600\r\n",
-            &pidf(ALICE, note, "open"),
-        ));
-        assert_eq!(p.response(call, "PUBLISH").status, 200);
-    };
-    publish_at(1, "iso-1", "before");
+    cl.publish_alice(1, "iso-1", "before");
     last = last.max(w.notify("iso").cseq.seq);
-    let deadline = Instant::now() + WAIT;
-    while cl.node(1).get("/debug/cluster")["subscriptions"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the subscription was not replicated"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cl.wait_subscriptions_replicated(1, 1);
 
     cl.partition(0, true);
     let isolated_port = Some(cl.specs[0].sip);
@@ -151,7 +112,7 @@ fn an_isolated_owner_holds_its_notifies_while_the_majority_takes_over() {
 
     // A change published on the isolated side: node 1 still serves the dialog but must not
     // NOTIFY it (the majority owns it now).
-    publish_at(0, "iso-2", "isolated-side");
+    cl.publish_alice(0, "iso-2", "isolated-side");
     for m in w.drain(Duration::from_secs(2)) {
         if let presenced::sip::Message::Request(r) = m {
             assert_ne!(
