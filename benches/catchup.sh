@@ -27,22 +27,9 @@ SUBS=${SUBS:-100000}
 RATE=${RATE:-5000}
 A_SIP=5421; A_QUIC=5431; A_ADMIN=8421
 B_SIP=5422; B_QUIC=5432; B_ADMIN=8422
-WORK=$(mktemp -d /tmp/presence-catchup.XXXXXX)
 PID_A=""
 PID_B=""
-stop() { # $1 = pid
-    [ -n "$1" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true
-}
-cleanup() {
-    stop "$PID_B"
-    stop "$PID_A"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-cd "$ROOT"
-build_binaries
+bench_setup catchup
 BIN="$ROOT/target/release/presenced"
 
 "$BIN" cert create-ca --dir "$WORK/certs" >/dev/null

@@ -21,19 +21,9 @@ SUBS=${SUBS:-1000000}
 MODE=${MODE:-2}
 RATE=${RATE:-5000}
 WAIT_PASSIVE=${WAIT_PASSIVE:-900}
-SIP=5396
-ADMIN=8396
-WORK=$(mktemp -d /tmp/presence-million.XXXXXX)
-PID=""
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-cd "$ROOT"
-build_binaries
+SIP=5399
+ADMIN=8399
+bench_setup million
 
 PASSIVATE_LINE=""
 [ -n "${PASSIVATE:-}" ] && PASSIVATE_LINE="passivate_after = $PASSIVATE"

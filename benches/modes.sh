@@ -16,17 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIP=5396
 ADMIN=8396
 MAX_SECS=${MAX_SECS:-40}
-WORK=$(mktemp -d /tmp/presence-modes.XXXXXX)
-PID=""
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-cd "$ROOT"
-build_binaries
+bench_setup modes
 
 run() { # $1 subs_db_mode, $2 publ_cache, $3 scenario
     rm -rf "$WORK/data"

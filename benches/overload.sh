@@ -17,19 +17,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${SECS:-60}
 SIP=5398
 ADMIN=8398
-WORK=$(mktemp -d /tmp/presence-overload.XXXXXX)
-PID=""
 SAMPLER=""
-cleanup() {
-    [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-cd "$ROOT"
-build_binaries
+bench_setup overload
 cat >"$WORK/node.toml" <<TOML
 [node]
 id = "overload-bench"

@@ -22,17 +22,7 @@ MODE=${MODE:-1}
 RATE=${RATE:-5000}
 SIP=5395
 ADMIN=8395
-WORK=$(mktemp -d /tmp/presence-restart.XXXXXX)
-PID=""
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-cd "$ROOT"
-build_binaries
+bench_setup restart
 
 cat >"$WORK/node.toml" <<TOML
 [node]
