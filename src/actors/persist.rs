@@ -100,6 +100,45 @@ impl Persistence {
         }
     }
 
+    /// Reads back several passivated dialogs of one presentity in one blocking task (a
+    /// fan-out to passivated watchers wakes them all at once: one task, not one per dialog).
+    /// Each tag comes back with its result, in order.
+    pub fn load_subscriptions(
+        &self,
+        presentity: PresentityUri,
+        event: EventKey,
+        local_tags: Vec<String>,
+    ) -> impl Future<Output = Vec<(String, Result<Option<DialogState>, StoreError>)>> + 'static
+    {
+        let store = self.store.clone();
+        async move {
+            let Some(store) = store else {
+                return local_tags.into_iter().map(|t| (t, Ok(None))).collect();
+            };
+            let tags = local_tags.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                tags.into_iter()
+                    .map(|local_tag| {
+                        let id = crate::ids::DialogId {
+                            call_id: String::new(),
+                            remote_tag: String::new(),
+                            local_tag,
+                        };
+                        let res = store.subscription(&presentity, &event, &id);
+                        (id.local_tag, res)
+                    })
+                    .collect()
+            });
+            read.await.unwrap_or_else(|e| {
+                let why = format!("store read task: {e}");
+                local_tags
+                    .into_iter()
+                    .map(|t| (t, Err(StoreError::Backend(why.clone()))))
+                    .collect()
+            })
+        }
+    }
+
     /// The store, if any.
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
         self.store.as_ref()

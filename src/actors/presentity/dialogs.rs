@@ -206,19 +206,23 @@ impl Handler<SnapshotDormant> for PresentityActor {
 }
 
 impl PresentityActor {
-    /// DB-only mode: starts reading back every dialog that has messages waiting.
+    /// Starts reading back every passivated dialog that has messages waiting (one blocking
+    /// task for all of them).
     pub(super) fn load_waiting(&mut self, ctx: &mut Context<Self>) {
-        for tag in self.watchers.take_to_load() {
-            let load = self.ctx.persist.load_subscription(
-                self.core.uri().clone(),
-                self.core.event().clone(),
-                tag.clone(),
-            );
-            ctx.spawn(
-                load.into_actor(self)
-                    .map(move |res, this, ctx| this.on_loaded(&tag, res, ctx)),
-            );
+        let tags = self.watchers.take_to_load();
+        if tags.is_empty() {
+            return;
         }
+        let load = self.ctx.persist.load_subscriptions(
+            self.core.uri().clone(),
+            self.core.event().clone(),
+            tags,
+        );
+        ctx.spawn(load.into_actor(self).map(|results, this, ctx| {
+            for (tag, res) in results {
+                this.on_loaded(&tag, res, ctx);
+            }
+        }));
     }
 
     /// A dialog read back from the store: its actor starts and gets what waited; a dialog
