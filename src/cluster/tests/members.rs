@@ -343,3 +343,41 @@ fn a_renewed_identity_wins_over_the_old_one_of_the_same_node() {
     };
     assert!(moved.win_addr_conflict(&new));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Membership packets come from the network: any bytes — random, or a genuine packet with
+    /// bytes changed, cut or extended — are refused or applied, never a panic, and a later
+    /// genuine packet still works.
+    #[test]
+    fn damaged_membership_packets_never_panic(
+        edits in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>()), 0..8),
+        cut in proptest::prelude::any::<Option<usize>>(),
+        tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+    ) {
+        let mut sim = Sim::new(2);
+        sim.nodes[1].announce(&sim.names[0].clone(), addr(0));
+        let (_, packet) = sim.nodes[1].take_effects().sends.into_iter().next().expect("an announce");
+        let mut damaged = packet.clone();
+        for (at, byte) in edits {
+            let n = damaged.len();
+            damaged[at % n] = byte;
+        }
+        if let Some(c) = cut {
+            damaged.truncate(c % (packet.len() + 1));
+        }
+        damaged.extend_from_slice(&tail);
+        let node2 = sim.names[1].clone();
+        let _ = sim.nodes[0].handle_packet(&node2, &damaged);
+        let _ = sim.nodes[0].handle_packet(&node2, &random);
+        let mut versioned = random.clone();
+        versioned.insert(0, PACKET_VERSION);
+        let _ = sim.nodes[0].handle_packet(&node2, &versioned);
+        sim.effects(0);
+        sim.nodes[0].handle_packet(&node2, &packet).expect("a genuine packet is still accepted");
+        sim.effects(0);
+        proptest::prop_assert!(sim.sees_up(0, 1));
+    }
+}
