@@ -90,11 +90,13 @@ pub enum Limit {
     WatcherSubscriptions,
     /// `max_queue_delay_ms`: a request that waited too long in a queue refused with 503.
     QueueDelay,
+    /// `max_presentities`: a request that would create one more presentity refused with 503.
+    Presentities,
 }
 
 impl Limit {
     /// Every limit, in the order they are exposed.
-    pub const ALL: [Limit; 12] = [
+    pub const ALL: [Limit; 13] = [
         Limit::MessageSize,
         Limit::BodySize,
         Limit::Publications,
@@ -107,6 +109,7 @@ impl Limit {
         Limit::PendingNotifies,
         Limit::WatcherSubscriptions,
         Limit::QueueDelay,
+        Limit::Presentities,
     ];
 
     /// The label value (`message_size`, `tcp_slow`, …).
@@ -124,6 +127,7 @@ impl Limit {
             Limit::PendingNotifies => "pending_notifies",
             Limit::WatcherSubscriptions => "watcher_subscriptions",
             Limit::QueueDelay => "queue_delay",
+            Limit::Presentities => "presentities",
         }
     }
 }

@@ -277,6 +277,8 @@ pub async fn start_with_hooks(
         max_subscriptions_per_watcher: limits.max_subscriptions_per_watcher,
         watcher_subs: Default::default(),
         max_pending_notifies: limits.max_pending_notifies,
+        max_presentities: limits.max_presentities,
+        presentities: Default::default(),
         pending_notifies: Default::default(),
         mailbox_size: limits.mailbox_size,
         max_transactions: (limits.max_server_transactions / p.pres_shards()).max(64),

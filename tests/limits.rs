@@ -404,3 +404,65 @@ fn requests_that_waited_too_long_are_shed_with_503() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_new_presentity_beyond_max_presentities_gets_503_until_one_goes() {
+    let node = node("", "max_presentities = 2");
+    let mut ua = UdpClient::new(node.udp);
+    let port = ua.port();
+    let publish_to = |ua: &mut UdpClient, user: &str, call: &str, expires: &str| {
+        let uri = format!("sip:{user}@example.com");
+        ua.send(&publish(
+            &uri,
+            port,
+            call,
+            1,
+            expires,
+            &pidf(&uri, call, "open"),
+        ));
+        ua.response(call, "PUBLISH")
+    };
+    assert_eq!(
+        publish_to(&mut ua, "p1", "mp-1", "Expires: 600\r\n").status,
+        200
+    );
+    let r = publish_to(&mut ua, "p2", "mp-2", "Expires: 600\r\n");
+    assert_eq!(r.status, 200);
+    let etag = header(&r, "SIP-ETag").expect("an ETag").to_string();
+    let r = publish_to(&mut ua, "p3", "mp-3", "Expires: 600\r\n");
+    assert_eq!(r.status, 503, "a third presentity: {r:?}");
+    assert_eq!(header(&r, "Retry-After"), Some("5"));
+    assert_eq!(hits(&node, "presentities"), 1);
+    // A presentity already held is not refused.
+    assert_eq!(
+        publish_to(&mut ua, "p1", "mp-4", "Expires: 600\r\n").status,
+        200
+    );
+
+    // p2's only publication removed: its actor stops and frees the place.
+    let uri = "sip:p2@example.com";
+    ua.send(&publish(
+        uri,
+        port,
+        "mp-rm",
+        1,
+        &format!("Expires: 0\r\nSIP-If-Match: {etag}\r\n"),
+        "",
+    ));
+    assert_eq!(ua.response("mp-rm", "PUBLISH").status, 200);
+    let end = Instant::now() + WAIT;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let r = publish_to(&mut ua, "p3", &format!("mp-3-{n}"), "Expires: 600\r\n");
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(
+            Instant::now() < end,
+            "the place of a stopped presentity never came free"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

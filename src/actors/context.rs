@@ -93,6 +93,10 @@ pub struct NodeCtx {
     pub cluster_settled: Option<tokio::sync::watch::Receiver<bool>>,
     /// Counters for `/metrics`.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `[limits] max_presentities`.
+    pub max_presentities: usize,
+    /// Presentity actors alive on this node (every shard counts its own in and out).
+    pub presentities: Arc<std::sync::atomic::AtomicUsize>,
     /// `[node] passivate_after`: how long a subscription dialog stays quiet before its actor
     /// is stopped and the dialog kept in its compact form (`None`: never).
     pub passivate_after: Option<std::time::Duration>,

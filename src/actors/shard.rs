@@ -5,6 +5,7 @@
 //! each registered dialog holds a [`WatcherSlot`] for its watcher until its entry goes).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,33 +284,51 @@ impl Shard {
     /// The presentity actor of `key`, created if needed; counts one message sent to it (for
     /// internal messages, bounded by state, that must not be refused).
     fn presentity_for_restore(&mut self, key: PresKey) -> Option<Addr<PresentityActor>> {
-        let entry = self.presentity_entry(&key)?;
+        let entry = self.presentity_entry(&key, false).ok()?;
         entry.sent += 1;
         Some(entry.addr.clone())
     }
 
-    /// The entry of the presentity actor of `key`, created if needed (`None` before this
-    /// shard has started). A hit clones nothing.
-    fn presentity_entry(&mut self, key: &PresKey) -> Option<&mut PresEntry> {
+    /// The entry of the presentity actor of `key`, created if needed. A hit clones nothing.
+    /// `Err(503)` before this shard has started, or — for a request (`admit`) — when the node
+    /// holds `max_presentities` already.
+    fn presentity_entry(&mut self, key: &PresKey, admit: bool) -> Result<&mut PresEntry, u16> {
         if !self.presentities.contains_key(key) {
-            let me = self.me.clone()?;
+            let me = self.me.clone().ok_or(503u16)?;
+            let count = &self.ctx.presentities;
+            if admit && count.load(Ordering::Relaxed) >= self.ctx.max_presentities {
+                self.ctx
+                    .metrics
+                    .limit_hit(crate::metrics::Limit::Presentities);
+                return Err(503);
+            }
+            count.fetch_add(1, Ordering::Relaxed);
             let addr =
                 PresentityActor::start_for(key.0.clone(), key.1.clone(), self.ctx.clone(), me);
             self.presentities
                 .insert(Arc::new(key.clone()), PresEntry { addr, sent: 0 });
         }
-        self.presentities.get_mut(key)
+        self.presentities.get_mut(key).ok_or(500)
+    }
+
+    /// Forgets the presentity actor of `key` (stopped or dead).
+    fn forget_presentity(&mut self, key: &PresKey) -> Option<PresEntry> {
+        let entry = self.presentities.remove(key)?;
+        self.ctx.presentities.fetch_sub(1, Ordering::Relaxed);
+        Some(entry)
     }
 
     /// Sends `msg` to the presentity actor of `key`, creating it if needed; gives it back
-    /// with the status to answer (503 when the mailbox is full, 500 when the actor died).
+    /// with the status to answer (503 when the mailbox is full or `max_presentities` is
+    /// reached, 500 when the actor died).
     fn send_to_presentity<M>(&mut self, key: PresKey, msg: M) -> Result<(), (M, u16)>
     where
         M: actix::Message<Result = ()> + Send + 'static,
         PresentityActor: Handler<M>,
     {
-        let Some(entry) = self.presentity_entry(&key) else {
-            return Err((msg, 503)); // not started yet: cannot happen once running
+        let entry = match self.presentity_entry(&key, true) {
+            Ok(e) => e,
+            Err(status) => return Err((msg, status)),
         };
         match entry.addr.try_send(msg) {
             Ok(()) => {
@@ -321,7 +340,7 @@ impl Shard {
                 // The actor died (a bug): forget it; the client's retransmission or next
                 // request creates a fresh one.
                 tracing::error!(presentity = %key.0, "presentity actor gone; request refused");
-                self.presentities.remove(&key);
+                self.forget_presentity(&key);
                 Err((m, 500))
             }
         }
@@ -497,7 +516,7 @@ impl Handler<PresentityIdle> for Shard {
             // report again when idle).
             return;
         }
-        if let Some(entry) = self.presentities.remove(&msg.key) {
+        if let Some(entry) = self.forget_presentity(&msg.key) {
             entry.addr.do_send(Stop);
         }
     }

@@ -35,6 +35,14 @@ pub struct LimitsConfig {
         deserialize_with = "ranged::<_, usize, 1, COUNT_MAX>"
     )]
     pub max_subscriptions_per_watcher: usize,
+    /// Presentity actors (URI, event) this node holds at once; a request that would create
+    /// one more is answered 503 + Retry-After (state restored or replicated is never refused).
+    /// With ~4.6 KB per presentity, the default bounds that state near 4.6 GB.
+    #[serde(
+        default = "default_max_presentities",
+        deserialize_with = "ranged::<_, usize, 1, COUNT_MAX>"
+    )]
+    pub max_presentities: usize,
     /// Live publications (ETags) one presentity may have; more are answered 503.
     #[serde(
         default = "default_max_publications",
@@ -104,6 +112,7 @@ impl Default for LimitsConfig {
             max_subscriptions_per_presentity: default_max_subscriptions(),
             max_subscriptions_per_watcher: default_max_subscriptions_per_watcher(),
             max_publications_per_presentity: default_max_publications(),
+            max_presentities: default_max_presentities(),
             max_body_size: default_max_body_size(),
             max_tcp_connections: default_max_tcp_connections(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
@@ -127,6 +136,9 @@ fn default_max_subscriptions_per_watcher() -> usize {
 }
 fn default_max_publications() -> usize {
     64
+}
+fn default_max_presentities() -> usize {
+    1_000_000
 }
 fn default_max_body_size() -> usize {
     65_536
