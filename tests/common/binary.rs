@@ -14,12 +14,21 @@ pub struct BinaryNode {
     child: Option<Child>,
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
+/// Ports handed out lie below the kernel's ephemeral range (32768–60999 by default): the
+/// kernel never picks them for a socket bound to port 0 or an outgoing connection, so a port
+/// probed free stays free until the node binds it (a port probed from the ephemeral range
+/// could be taken meanwhile by a client socket or a QUIC endpoint of a concurrent test).
+const PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now, never handed out before in this
+/// process.
 pub fn free_port() -> u16 {
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port) {
+        let port = rand::random_range(PORTS);
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && claim(port)
+        {
             return port;
         }
     }
@@ -28,12 +37,8 @@ pub fn free_port() -> u16 {
 /// A UDP port free on 127.0.0.1 right now, never handed out before in this process.
 pub fn free_udp_port() -> u16 {
     loop {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if claim(port) {
+        let port = rand::random_range(PORTS);
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && claim(port) {
             return port;
         }
     }
