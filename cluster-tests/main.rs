@@ -117,6 +117,16 @@ impl Cluster {
         }
     }
 
+    /// A watcher of `ALICE` subscribed at node `i` (call `call`): its client and the CSeq of
+    /// the first NOTIFY.
+    fn watch_alice(&self, i: usize, call: &str) -> (UdpClient, u32) {
+        let mut w = UdpClient::new(self.sip(i));
+        w.send(&subscribe(ALICE, w.port(), call, 1, "Expires: 600\r\n"));
+        assert_eq!(w.response(call, "SUBSCRIBE").status, 200);
+        let first = w.notify(call).cseq.seq;
+        (w, first)
+    }
+
     /// An initial PUBLISH of `ALICE` with `note` at node `i`, answered 200.
     fn publish_alice(&self, i: usize, call: &str, note: &str) {
         let mut p = UdpClient::new(self.sip(i));

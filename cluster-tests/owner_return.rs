@@ -8,10 +8,7 @@ fn a_returning_owner_never_notifies_a_dialog_taken_over_meanwhile() {
     // Write-through, so the dialog is in node 1's store when it is killed and comes back
     // with it.
     let mut cl = Cluster::start_extra(3, 2, "[presence]\nsubs_db_mode = 1\n");
-    let mut w = UdpClient::new(cl.sip(0));
-    w.send(&subscribe(ALICE, w.port(), "ret", 1, "Expires: 600\r\n"));
-    assert_eq!(w.response("ret", "SUBSCRIBE").status, 200);
-    let mut last = w.notify("ret").cseq.seq;
+    let (mut w, mut last) = cl.watch_alice(0, "ret");
     cl.publish_alice(1, "ret-1", "before");
     last = last.max(w.notify("ret").cseq.seq);
     cl.wait_subscriptions_replicated(1, 1);
@@ -88,10 +85,7 @@ fn a_returning_owner_never_notifies_a_dialog_taken_over_meanwhile() {
 #[test]
 fn an_isolated_owner_holds_its_notifies_while_the_majority_takes_over() {
     let cl = Cluster::start_with(3, 2);
-    let mut w = UdpClient::new(cl.sip(0));
-    w.send(&subscribe(ALICE, w.port(), "iso", 1, "Expires: 600\r\n"));
-    assert_eq!(w.response("iso", "SUBSCRIBE").status, 200);
-    let mut last = w.notify("iso").cseq.seq;
+    let (mut w, mut last) = cl.watch_alice(0, "iso");
     cl.publish_alice(1, "iso-1", "before");
     last = last.max(w.notify("iso").cseq.seq);
     cl.wait_subscriptions_replicated(1, 1);

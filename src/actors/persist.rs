@@ -77,27 +77,16 @@ impl Persistence {
         self.db_only
     }
 
-    /// Reads a dialog back from the store on the blocking pool (DB-only mode); `Ok(None)`
-    /// without a store or when it is not there.
+    /// Reads a dialog back from the store on the blocking pool; `Ok(None)` without a store
+    /// or when it is not there. (The one-dialog case of [`Persistence::load_subscriptions`].)
     pub fn load_subscription(
         &self,
         presentity: PresentityUri,
         event: EventKey,
         local_tag: String,
     ) -> impl Future<Output = Result<Option<DialogState>, StoreError>> + 'static {
-        let store = self.store.clone();
-        // The record's key is (presentity, event, our tag); the other parts are not used.
-        let id = crate::ids::DialogId {
-            call_id: String::new(),
-            remote_tag: String::new(),
-            local_tag,
-        };
-        async move {
-            let Some(store) = store else { return Ok(None) };
-            tokio::task::spawn_blocking(move || store.subscription(&presentity, &event, &id))
-                .await
-                .unwrap_or_else(|e| Err(StoreError::Backend(format!("store read task: {e}"))))
-        }
+        let load = self.load_subscriptions(presentity, event, vec![local_tag]);
+        async move { load.await.pop().map_or(Ok(None), |(_, res)| res) }
     }
 
     /// Reads back several passivated dialogs of one presentity in one blocking task (a

@@ -45,10 +45,9 @@ pub struct OwnerOf(pub DialogId);
 /// The settlement state of the replication actor.
 #[derive(Debug)]
 pub(super) struct Settle {
-    /// `None` once settled.
-    tx: Option<watch::Sender<bool>>,
-    /// The gate, kept to close it again ([`Settle::fence`]).
+    /// The gate: `true` once settled (closed again by [`Settle::fence`]).
     gate: watch::Sender<bool>,
+    settled: bool,
     started: Instant,
     in_sync: HashSet<NodeId>,
 }
@@ -57,8 +56,8 @@ impl Settle {
     /// Unsettled, from `now`; `tx` is the gate the restored dialogs wait on.
     pub(super) fn new(tx: watch::Sender<bool>, now: Instant) -> Self {
         Settle {
-            gate: tx.clone(),
-            tx: Some(tx),
+            gate: tx,
+            settled: false,
             started: now,
             in_sync: HashSet::new(),
         }
@@ -68,14 +67,13 @@ impl Settle {
     /// did, so the caller tells the live dialogs once). It reopens by [`Settle::poll`] once
     /// the caller stops fencing and the views are in sync again.
     pub(super) fn fence(&mut self, now: Instant) -> bool {
-        if self.tx.is_some() {
+        self.started = now;
+        if !self.settled {
             // Already closed: the settlement starts over when the majority is back.
-            self.started = now;
             return false;
         }
         self.gate.send_replace(false);
-        self.tx = Some(self.gate.clone());
-        self.started = now;
+        self.settled = false;
         self.in_sync.clear();
         tracing::warn!("cluster: this node sees no majority of the cluster; its subscriptions hold their NOTIFYs until the majority is back (the majority takes them over after takeover_grace)");
         true
@@ -83,12 +81,12 @@ impl Settle {
 
     /// Whether the gate is open.
     pub(super) fn is_settled(&self) -> bool {
-        self.tx.is_none()
+        self.settled
     }
 
     /// A subscription digest exchange with `peer` found both views equal.
     pub(super) fn note_in_sync(&mut self, peer: NodeId) {
-        if self.tx.is_some() {
+        if !self.settled {
             self.in_sync.insert(peer);
         }
     }
@@ -96,7 +94,7 @@ impl Settle {
     /// Opens the gate when the rule of the module doc holds; otherwise returns the peers to
     /// run a subscription digest exchange with again.
     pub(super) fn poll(&mut self, peers: &[PeerInfo], now: Instant) -> Vec<NodeId> {
-        if self.tx.is_none() {
+        if self.settled {
             return Vec::new();
         }
         let pending: Vec<NodeId> = peers
@@ -111,9 +109,8 @@ impl Settle {
         if !done && waited < SETTLE_MAX {
             return pending;
         }
-        if let Some(tx) = self.tx.take() {
-            tx.send_replace(true);
-        }
+        self.settled = true;
+        self.gate.send_replace(true);
         if done {
             tracing::info!(
                 peers_in_sync = self.in_sync.len(),

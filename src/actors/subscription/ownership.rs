@@ -46,12 +46,14 @@ impl SubscriptionActor {
     /// took it over meanwhile (see `replication::settle`). Costs nothing once settled, and
     /// nothing without a cluster.
     pub(super) fn fence(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut gate) = self.ctx.cluster_settled.clone() else {
+        // Every woken dialog passes here: look before cloning anything.
+        let Some(gate) = &self.ctx.cluster_settled else {
             return;
         };
         if *gate.borrow() {
             return;
         }
+        let mut gate = gate.clone();
         let Some(replication) = self.ctx.replication.clone() else {
             return;
         };
