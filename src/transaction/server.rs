@@ -112,6 +112,10 @@ pub struct ServerTransactions {
 /// Heap items allowed beyond the live ones before a compaction is considered.
 const COMPACT_SLACK: usize = 1024;
 
+/// Unused capacity kept before the tables shrink: small, since there is one table per shard
+/// (hundreds), each sized by its own share of a burst.
+const SHRINK_SLACK: usize = 32;
+
 #[derive(Debug)]
 struct Entry {
     state: State,
@@ -330,6 +334,14 @@ impl ServerTransactions {
                     })
                 })
                 .collect();
+        }
+        // A burst leaves tables sized for its peak (a hash map never shrinks by itself):
+        // give the memory back once it is mostly unused, keeping room to grow again.
+        if self.entries.capacity() > 4 * self.entries.len() + SHRINK_SLACK {
+            self.entries.shrink_to(2 * self.entries.len());
+        }
+        if self.due.capacity() > 4 * self.due.len() + SHRINK_SLACK {
+            self.due.shrink_to(2 * self.due.len());
         }
     }
 }

@@ -218,6 +218,34 @@ fn reliable_churn_keeps_the_heap_bounded() {
     assert_eq!(t.next_deadline(), Some(T0.plus_secs(32)));
 }
 
+#[test]
+fn tables_give_back_a_burst_once_it_has_expired() {
+    let mut t = table(100_000);
+    for i in 0..300u64 {
+        let k = key(&format!("z9hG4bK{i}"));
+        assert_eq!(t.on_request(T0, &k, false), Verdict::New);
+        t.on_response(T0, &k, 200, Bytes::from_static(b"ok"));
+    }
+    assert!(t.entries.capacity() >= 300 && t.due.capacity() >= 300);
+    // Timer J (32 s on UDP) has passed for the whole burst; one new request remains.
+    assert_eq!(t.on_timer(T0.plus_secs(33)), 300);
+    assert_eq!(
+        t.on_request(T0.plus_secs(33), &key("z9hG4bKnext"), false),
+        Verdict::New
+    );
+    assert_eq!(t.len(), 1);
+    assert!(
+        t.entries.capacity() <= SHRINK_SLACK,
+        "map keeps {}",
+        t.entries.capacity()
+    );
+    assert!(
+        t.due.capacity() <= SHRINK_SLACK,
+        "heap keeps {}",
+        t.due.capacity()
+    );
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Request(u8, bool),
