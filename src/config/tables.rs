@@ -25,8 +25,10 @@ pub struct NodeConfig {
     /// Directory of the sled database (relative paths are relative to the working directory).
     #[serde(default = "default_data_dir", deserialize_with = "non_empty_path")]
     pub data_dir: PathBuf,
-    /// Seconds an actor may stay idle before it is passivated (stopped; re-created from the
-    /// store on its next message); 0 = never passivate.
+    /// Seconds a subscription dialog may stay quiet before its actor is passivated (stopped;
+    /// woken from its compact form or the store on its next message); 0 = never passivate.
+    /// Short by default: a live actor only saves the wake (a few µs) of a dialog that is quiet
+    /// most of its life, and costs several KB while it runs.
     #[serde(
         default = "default_passivate_after",
         deserialize_with = "ranged::<_, u64, 0, 31536000>"
@@ -51,7 +53,7 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
 }
 fn default_passivate_after() -> u64 {
-    60
+    5
 }
 
 /// True for a valid node id: 1–64 characters of letters, digits, `-`, `_`, `.`.

@@ -26,7 +26,7 @@ fn empty_file_is_default_and_defaults_match_spec() {
 
     assert_eq!(c.node.id.as_str(), "node-1");
     assert_eq!(c.node.data_dir, PathBuf::from("data"));
-    assert_eq!(c.node.passivate_after, 60);
+    assert_eq!(c.node.passivate_after, 5);
     let listen: Vec<String> = c.sip.listen.iter().map(ToString::to_string).collect();
     assert_eq!(listen, ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]);
     assert_eq!(c.sip.max_message_size, 65535);
