@@ -47,6 +47,11 @@ pub(crate) struct Watchers {
     /// DB-only mode: dialogs whose record must be read back from the store (their messages
     /// wait in [`SubHandle::Loading`]), since [`Watchers::take_to_load`].
     to_load: Vec<String>,
+    /// No passivated dialog expires before this (exact after [`Watchers::wake_expired`], a
+    /// lower bound in between): kept as dialogs fall asleep, so that finding the next
+    /// wake-up after every message is not a scan of every watcher — which made a fan-out
+    /// to N watchers cost N² steps.
+    dormant_expiry: Option<Timestamp>,
 }
 
 impl Watchers {
@@ -79,6 +84,9 @@ impl Watchers {
         }
         let change = winfo_entry(&tag, &w, now);
         self.dirty.push(w.uri.clone());
+        if w.handle.is_asleep() {
+            self.note_asleep(w.expires_at);
+        }
         self.presence.insert(tag, w);
         self.report(now, resource, vec![change]);
     }
@@ -121,7 +129,15 @@ impl Watchers {
     pub(crate) fn refreshed(&mut self, tag: &str, expires_at: Timestamp) {
         if let Some(w) = self.presence.get_mut(tag) {
             w.expires_at = expires_at;
+            if w.handle.is_asleep() {
+                self.note_asleep(expires_at);
+            }
         }
+    }
+
+    /// A passivated dialog expires at `at`: the next wake-up is no later.
+    fn note_asleep(&mut self, at: Timestamp) {
+        self.dormant_expiry = Some(self.dormant_expiry.map_or(at, |t| t.min(at)));
     }
 
     /// Sends the state to every authorized watcher except `skip` (`sender_header`), waking
@@ -267,6 +283,8 @@ impl Watchers {
         } else {
             SubHandle::Stored
         };
+        let at = w.expires_at;
+        self.note_asleep(at);
         Some(p.addr)
     }
 
@@ -298,12 +316,10 @@ impl Watchers {
     }
 
     /// The earliest expiry of a passivated dialog (its presentity wakes it then).
+    /// May be early (a dialog woken since): the wake-up then finds nothing expired and
+    /// [`Watchers::wake_expired`] makes it exact.
     pub(crate) fn next_dormant_expiry(&self) -> Option<Timestamp> {
-        self.presence
-            .values()
-            .filter(|w| w.handle.is_asleep())
-            .map(|w| w.expires_at)
-            .min()
+        self.dormant_expiry
     }
 
     /// Wakes every passivated dialog that has expired by `now`: its actor ends it (final
@@ -347,6 +363,12 @@ impl Watchers {
         for tag in unreadable {
             self.presence.remove(&tag);
         }
+        self.dormant_expiry = self
+            .presence
+            .values()
+            .filter(|w| w.handle.is_asleep())
+            .map(|w| w.expires_at)
+            .min();
         n
     }
 
