@@ -74,9 +74,17 @@ LOAD=$(cd "$ROOT" && cargo bench -j 2 --bench load --no-run 2>&1 \
 LOAD="$ROOT/$LOAD"
 PRESENCED="$ROOT/target/release/presenced"
 
-for port in $KPORT $PPORT 5291 5292 5293 5294; do
+# SIP and cluster (QUIC) ports are UDP, admin ports TCP: a stray process on any of them would
+# fail a step half-way through the run.
+for port in $KPORT $PPORT 5291 5292 5293 5294 5391 5392 5393; do
     if ss -Hlun "sport = :$port" | grep -q .; then
         echo "UDP port $port is in use; stop what uses it first" >&2
+        exit 1
+    fi
+done
+for port in 8290 8291 8292 8293 8294; do
+    if ss -Hltn "sport = :$port" | grep -q .; then
+        echo "TCP port $port is in use; stop what uses it first" >&2
         exit 1
     fi
 done
