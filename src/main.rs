@@ -79,8 +79,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read at its start-up: purging runs on jemalloc's own background
 /// thread (never in a request's path), and unused dirty pages are returned after 5 s.
-/// `MALLOC_CONF` in the environment still overrides them (`_RJEM_MALLOC_CONF` for this
-/// prefixed build).
+/// `_RJEM_MALLOC_CONF` in the environment overrides them (this build's symbols carry the
+/// `_rjem_` prefix, so a plain `MALLOC_CONF` is not read).
 #[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
