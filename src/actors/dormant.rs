@@ -11,6 +11,7 @@
 //!   presentity accepts it only if it has sent that actor nothing since (see
 //!   [`crate::actors::messages::Passivate`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -57,45 +58,28 @@ pub(crate) struct DormantSub {
 
 impl DormantSub {
     /// The compact form of a dialog. The To and From URIs usually spell the presentity and
-    /// the watcher exactly; they are then kept once (a third of the form at 100k dialogs).
+    /// the watcher exactly; they are then kept once (a quarter of a typical form).
     pub(crate) fn new(
         dialog: &DialogState,
         last_reply: Option<&NotifyReply>,
         last_activity: Timestamp,
     ) -> Self {
         let mut elided = 0;
+        let mut d = Cow::Borrowed(dialog);
         if dialog.to_uri == dialog.presentity.as_str() {
             elided |= TO_IS_PRESENTITY;
+            d.to_mut().to_uri = String::new();
         }
         if dialog.from_uri == dialog.watcher.as_str() {
             elided |= FROM_IS_WATCHER;
+            d.to_mut().from_uri = String::new();
         }
-        let bytes = if elided == 0 {
-            codec::encode(
-                DORMANT_V2,
-                &FormRef {
-                    elided,
-                    dialog,
-                    last_reply,
-                },
-            )
-        } else {
-            let mut d = dialog.clone();
-            if elided & TO_IS_PRESENTITY != 0 {
-                d.to_uri = String::new();
-            }
-            if elided & FROM_IS_WATCHER != 0 {
-                d.from_uri = String::new();
-            }
-            codec::encode(
-                DORMANT_V2,
-                &FormRef {
-                    elided,
-                    dialog: &d,
-                    last_reply,
-                },
-            )
+        let form = FormRef {
+            elided,
+            dialog: &d,
+            last_reply,
         };
+        let bytes = codec::encode(DORMANT_V2, &form);
         DormantSub {
             bytes: bytes.into_boxed_slice(),
             last_activity,
