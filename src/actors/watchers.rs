@@ -333,8 +333,13 @@ impl Watchers {
     ) -> usize {
         let mut n = 0;
         let mut unreadable = Vec::new();
+        // The sleeping dialogs left after this pass: their earliest expiry, exactly.
+        let mut next: Option<Timestamp> = None;
         for (tag, w) in self.presence.iter_mut() {
             if w.expires_at > now {
+                if w.handle.is_asleep() {
+                    next = Some(next.map_or(w.expires_at, |t| t.min(w.expires_at)));
+                }
                 continue;
             }
             if matches!(w.handle, SubHandle::Stored) {
@@ -363,12 +368,7 @@ impl Watchers {
         for tag in unreadable {
             self.presence.remove(&tag);
         }
-        self.dormant_expiry = self
-            .presence
-            .values()
-            .filter(|w| w.handle.is_asleep())
-            .map(|w| w.expires_at)
-            .min();
+        self.dormant_expiry = next;
         n
     }
 
