@@ -10,7 +10,8 @@
 //! tool against an in-process trivial responder: the tool's own ceiling for each figure).
 //! Rates are found by stepping the offered rate; a step passes when fewer than
 //! `--max-fail-pct` of its transactions fail (a timeout or a non-2xx final response is a
-//! failure).
+//! failure), its p99 latency is within `--max-p99-ms` and the tool sent it on time (a step
+//! the tool could not offer measures the tool).
 //!
 //! Invariants: every run is bounded (`--max-secs` for stepping, `--subs`/`--watchers`/
 //! `--tries` and `--timeout`/`--fan-timeout` otherwise); steps never overlap; one
@@ -99,6 +100,16 @@ pub(crate) struct Args {
     /// A step passes when its failures are below this percentage.
     #[arg(long, default_value_t = 0.1)]
     pub(crate) max_fail_pct: f64,
+    /// A step also fails when its p99 latency exceeds this (ms). 500 = SIP's T1, after which
+    /// a real UDP client retransmits: a rate answered only that late is not sustainable, it
+    /// is queueing in socket buffers and mailboxes for the length of the step.
+    #[arg(long, default_value_t = 500.0)]
+    pub(crate) max_p99_ms: f64,
+    /// Kernel receive buffer (bytes) of the tool's sockets and of the echo responder's, so
+    /// that the echo ceiling is the tool's and not one socket's default buffer; the same as
+    /// presenced's `[sip] udp_recv_buffer` and the Kamailio config's `maxbuffer`.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub(crate) recv_buffer: usize,
     /// Stop after this many consecutive failing steps.
     #[arg(long, default_value_t = 2)]
     pub(crate) fail_steps: u32,
@@ -162,7 +173,7 @@ async fn main() -> std::process::ExitCode {
         Scenario::Fanout => fanout::fanout(&args, false, &mut rep).await,
         Scenario::EchoFanout => fanout::fanout(&args, true, &mut rep).await,
         Scenario::Cluster => fanout::cluster(&args, &mut rep).await,
-        Scenario::Echo => match msg::start_echo(10_000) {
+        Scenario::Echo => match msg::start_echo(10_000, args.recv_buffer) {
             Ok(addr) => runs::stepping(&args, Some(addr), args.flow, &mut rep).await,
             Err(e) => Err(e.to_string()),
         },

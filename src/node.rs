@@ -30,8 +30,25 @@ use crate::presence::request::IngressRules;
 use crate::presence::subscription::SubscriptionRules;
 use crate::transaction::Timers;
 use crate::transport::{
-    spawn_tcp_listener, spawn_udp_listener, Dispatch, SipSender, TcpConnections, TcpLimits,
+    size_recv_buffer, spawn_tcp_listener, spawn_udp_listener, Dispatch, RecvBuffer, SipSender,
+    TcpConnections, TcpLimits,
 };
+
+/// One start-up line per UDP socket on its kernel receive buffer; a warning with the sysctl
+/// to raise when the kernel granted less than `[sip] udp_recv_buffer` asked for.
+fn log_recv_buffer(addr: SocketAddr, r: std::io::Result<RecvBuffer>) {
+    match r {
+        Ok(b) if b.capped() => tracing::warn!(
+            %addr,
+            asked = b.asked,
+            granted = b.granted,
+            "udp receive buffer capped by the kernel: bursts may be dropped; raise \
+             net.core.rmem_max (sysctl) to at least [sip] udp_recv_buffer"
+        ),
+        Ok(b) => tracing::info!(%addr, asked = b.asked, granted = b.granted, "udp receive buffer"),
+        Err(e) => tracing::warn!(%addr, error = %e, "udp receive buffer not set"),
+    }
+}
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +180,7 @@ pub async fn start_with_hooks(
                         addr: l.addr,
                         source,
                     })?;
+                log_recv_buffer(l.addr, size_recv_buffer(&s, cfg.sip.udp_recv_buffer));
                 udp_sockets.push(s);
             }
             config::Proto::Tcp => {

@@ -202,18 +202,21 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// `n` client sockets on 127.0.0.1 sending to `server`, each with its receiver task.
+    /// `n` client sockets on 127.0.0.1 sending to `server`, each with its receiver task and
+    /// a `recv_buffer`-byte kernel receive buffer.
     pub(crate) async fn new(
         server: SocketAddr,
         n: usize,
         flow: Flow,
         timeout: f64,
+        recv_buffer: usize,
     ) -> std::io::Result<Ctx> {
         let st = Arc::new(Mutex::new(State::default()));
         let run = format!("{:08x}", rand::random::<u32>());
         let (mut socks, mut ports) = (Vec::new(), Vec::new());
         for _ in 0..n.max(1) {
             let s = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+            socket2::SockRef::from(&*s).set_recv_buffer_size(recv_buffer)?;
             ports.push(s.local_addr()?.port());
             tokio::spawn(receiver(s.clone(), st.clone(), run.clone(), flow, server));
             socks.push(s);

@@ -25,9 +25,15 @@ async fn subscribe_all(
     n: u64,
     user: &dyn Fn(u64) -> u64,
 ) -> Result<(Ctx, Vec<u64>, u64), String> {
-    let mut ctx = Ctx::new(server, sockets, Flow::Subscribe, args.timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut ctx = Ctx::new(
+        server,
+        sockets,
+        Flow::Subscribe,
+        args.timeout,
+        args.recv_buffer,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let secs = n as f64 / args.hold_rate.max(1) as f64 + 1.0;
     let idx = ctx.step(args.hold_rate, secs, n, user).await;
     // Let retransmissions of the initial NOTIFYs die down before timing anything.
@@ -80,7 +86,7 @@ async fn time_notifies(
 pub(crate) async fn fanout(args: &Args, echo: bool, rep: &mut Report) -> Result<(), String> {
     for &n in &args.watchers {
         let server = if echo {
-            start_echo(n as usize).map_err(|e| e.to_string())?
+            start_echo(n as usize, args.recv_buffer).map_err(|e| e.to_string())?
         } else {
             args.server
         };

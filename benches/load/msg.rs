@@ -156,10 +156,12 @@ struct EchoDialog {
 
 /// The trivial responder of `--scenario echo`, on its own thread: every request gets a 200
 /// copying its headers (body dropped, `SIP-ETag` added); a SUBSCRIBE also gets a NOTIFY to
-/// its source (`terminated` when Expires is 0). A PUBLISH with a body is sent in a NOTIFY to
+/// its source (`terminated` when Expires is 0). Its socket asks for a `recv_buffer`-byte
+/// kernel buffer, like the servers measured. A PUBLISH with a body is sent in a NOTIFY to
 /// every subscriber seen so far (at most `max_dialogs` remembered): the fan-out ceiling.
-pub(crate) fn start_echo(max_dialogs: usize) -> std::io::Result<SocketAddr> {
+pub(crate) fn start_echo(max_dialogs: usize, recv_buffer: usize) -> std::io::Result<SocketAddr> {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    socket2::SockRef::from(&sock).set_recv_buffer_size(recv_buffer)?;
     let addr = sock.local_addr()?;
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 65_536];

@@ -94,6 +94,14 @@ pub struct SipConfig {
         deserialize_with = "ranged::<_, usize, 512, 16777216>"
     )]
     pub max_message_size: usize,
+    /// Receive buffer asked for on each UDP socket (bytes; `SO_RCVBUF`, Kamailio's
+    /// `maxbuffer`): how long a burst may wait while the receive loop is not scheduled.
+    /// 0 = the kernel's default. The kernel caps it at `net.core.rmem_max`.
+    #[serde(
+        default = "default_udp_recv_buffer",
+        deserialize_with = "ranged::<_, usize, 0, 268435456>"
+    )]
+    pub udp_recv_buffer: usize,
     /// Header whose URI, if present in a PUBLISH, is not notified of it (Kamailio's
     /// `handle_publish(sender_uri)`); unset = off.
     #[serde(default, deserialize_with = "opt_header_name")]
@@ -109,6 +117,7 @@ impl Default for SipConfig {
         SipConfig {
             listen: default_listen(),
             max_message_size: default_max_message_size(),
+            udp_recv_buffer: default_udp_recv_buffer(),
             sender_header: None,
             watcher_uri_header: None,
         }
@@ -130,6 +139,9 @@ fn default_listen() -> Vec<ListenAddr> {
 }
 fn default_max_message_size() -> usize {
     65535
+}
+fn default_udp_recv_buffer() -> usize {
+    4 << 20
 }
 
 /// `[authorization] default_policy`: what a watcher without a rule gets.

@@ -30,6 +30,7 @@ fn empty_file_is_default_and_defaults_match_spec() {
     let listen: Vec<String> = c.sip.listen.iter().map(ToString::to_string).collect();
     assert_eq!(listen, ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]);
     assert_eq!(c.sip.max_message_size, 65535);
+    assert_eq!(c.sip.udp_recv_buffer, 4 << 20);
     assert_eq!(
         (
             c.sip.sender_header.clone(),
@@ -223,6 +224,7 @@ fn bad_enum_values_name_key_value_and_allowed() {
         ("[sip]\nlisten = [\n  \"udp:127.0.0.1:5060\",\n  \"sctp:1.2.3.4:5\",\n]", "[sip] listen = [ \"udp:127.0.0.1:5060\", \"sctp:1.2.3.4:5\", ]: \"sctp:1.2.3.4:5\" is not a listen address; allowed: \"udp:IP:PORT\""),
         ("[cluster]\nenabled = \"yes\"", "[cluster] enabled = \"yes\": invalid type: string \"yes\", expected 0 or 1"),
         ("[limits]\nmailbox_size = 0", "[limits] mailbox_size = 0: allowed values are integers from 1 to 1048576"),
+        ("[sip]\nudp_recv_buffer = 300000000", "[sip] udp_recv_buffer = 300000000: allowed values are integers from 0 to 268435456"),
     ];
     for (text, want) in cases {
         let got = err(text);

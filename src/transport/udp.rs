@@ -1,6 +1,7 @@
 //! The UDP listener: one receive loop per socket. Oversized datagrams are dropped with a log
 //! line (SPEC §2 `max_message_size`) and counted (`presenced_limit_hits_total{limit=
-//! "message_size"}`); everything else goes through [`super::handle_bytes`].
+//! "message_size"}`); everything else goes through [`super::handle_bytes`]. Also sizes the
+//! socket's kernel receive buffer (`[sip] udp_recv_buffer`).
 
 use std::sync::Arc;
 
@@ -9,6 +10,35 @@ use tokio::sync::watch;
 
 use super::{handle_bytes, Dispatch, Proto, SipSender, Source};
 use crate::metrics::{Limit, Metrics};
+
+/// The kernel receive buffer of a UDP socket after asking for `want` bytes (`SO_RCVBUF`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecvBuffer {
+    /// Bytes asked for; 0 = the kernel's default was kept.
+    pub asked: usize,
+    /// What the kernel reports (Linux reports twice the bookkeeping size it grants).
+    pub granted: usize,
+}
+
+impl RecvBuffer {
+    /// The kernel granted less than asked (on Linux: capped by `net.core.rmem_max`).
+    pub fn capped(&self) -> bool {
+        self.granted < self.asked
+    }
+}
+
+/// Asks the kernel for a receive buffer of `want` bytes on `socket` (0 = keep its default)
+/// and reads back what it granted. Linux caps the request at `net.core.rmem_max` silently.
+pub fn size_recv_buffer(socket: &std::net::UdpSocket, want: usize) -> std::io::Result<RecvBuffer> {
+    let sock = socket2::SockRef::from(socket);
+    if want > 0 {
+        sock.set_recv_buffer_size(want)?;
+    }
+    Ok(RecvBuffer {
+        asked: want,
+        granted: sock.recv_buffer_size()?,
+    })
+}
 
 /// Spawns the receive loop of `socket` on the current arbiter. It ends when `shutdown` turns
 /// true or the socket fails. Oversized datagrams are counted in `metrics`.
@@ -51,4 +81,36 @@ pub fn spawn_udp_listener(
         }
         tracing::debug!("udp listener stopped");
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_recv_buffer;
+
+    fn rmem_max() -> usize {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(212_992)
+    }
+
+    fn socket() -> std::net::UdpSocket {
+        std::net::UdpSocket::bind("127.0.0.1:0").expect("bind")
+    }
+
+    #[test]
+    fn a_buffer_within_the_kernel_limit_is_granted() {
+        let before = size_recv_buffer(&socket(), 0).expect("read");
+        assert!(!before.capped());
+        let want = rmem_max().min(1 << 20);
+        let got = size_recv_buffer(&socket(), want).expect("set");
+        assert!(!got.capped(), "{got:?}");
+        assert!(got.granted >= want, "{got:?}");
+    }
+
+    #[test]
+    fn a_buffer_above_the_kernel_limit_is_reported_as_capped() {
+        let got = size_recv_buffer(&socket(), rmem_max() * 4).expect("set");
+        assert!(got.capped(), "{got:?}");
+    }
 }
