@@ -110,6 +110,10 @@ pub(crate) struct Args {
     /// presenced's `[sip] udp_recv_buffer` and the Kamailio config's `maxbuffer`.
     #[arg(long, default_value_t = 4 << 20)]
     pub(crate) recv_buffer: usize,
+    /// After the ladder: this many bisection steps between the best passing rate and the
+    /// failing one above it (each halves the uncertainty; rounded to 100/s).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) refine: u32,
     /// Stop after this many consecutive failing steps.
     #[arg(long, default_value_t = 2)]
     pub(crate) fail_steps: u32,

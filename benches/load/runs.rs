@@ -4,7 +4,9 @@
 //! a stepping run never starts a step that could overrun `--max-secs`, and `best_rate` is
 //! the highest step whose failures (timeouts + non-2xx) are below `--max-fail-pct` and whose
 //! p99 latency is within `--max-p99-ms`, among the steps the tool managed to send on time
-//! (within 5 % of `--step-secs`).
+//! (within 5 % of `--step-secs`). The ladder (+`--step-pct` % or +`--step` per step) ends
+//! after `--fail-steps` consecutive failing steps; `--refine N` then bisects N times between
+//! the best passing rate and the lowest failing one above it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -27,34 +29,46 @@ pub(crate) async fn stepping(
     let t0 = Instant::now();
     let (mut rate, mut fails, mut best, mut first_fail) = (args.start, 0u32, None, None);
     let mut budget_hit = false;
+    // The lowest failing rate above the best passing one: the top of the refinement.
+    let mut fail_above: Option<u64> = None;
     loop {
-        if t0.elapsed().as_secs_f64() + args.step_secs + args.timeout + 1.0 > args.max_secs {
+        if !fits(args, t0) {
             budget_hit = true;
             break;
         }
-        let idx = ctx.step(rate, args.step_secs, u64::MAX, &|id| id).await;
-        let pass = {
-            let mut st = lock(&ctx.st);
-            let s = &mut st.steps[idx];
-            eprintln!("step {}", step_json(s));
-            // A step the tool could not send on time did not offer its rate: it measures the
-            // tool, so it does not pass either.
-            let on_time = s.send_secs <= args.step_secs * 1.05;
-            s.fail_pct() < args.max_fail_pct && s.pct_ms(0.99) <= args.max_p99_ms && on_time
-        };
+        let (idx, pass) = run_step(args, &mut ctx, rate).await;
         if pass {
             best = Some(idx);
             fails = 0;
+            fail_above = None;
         } else {
             first_fail.get_or_insert(rate);
+            fail_above.get_or_insert(rate);
             fails += 1;
             if fails >= args.fail_steps {
                 break;
             }
         }
         rate = next_rate(rate, args.step, args.step_pct);
-        // Let the server drain its queues so one step's backlog does not bleed into the next.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Bisection between the best passing step and the failing one above it, so the
+    // figure is known to within (ladder step) / 2^refine instead of one ladder step.
+    let best_rate = |ctx: &Ctx, best: Option<usize>| best.map(|i| lock(&ctx.st).steps[i].rate);
+    for _ in 0..args.refine {
+        let (Some(lo), Some(hi)) = (best_rate(&ctx, best), fail_above) else {
+            break;
+        };
+        let mid = (lo + hi) / 200 * 100;
+        if mid <= lo || !fits(args, t0) {
+            budget_hit |= mid > lo;
+            break;
+        }
+        let (idx, pass) = run_step(args, &mut ctx, mid).await;
+        if pass {
+            best = Some(idx);
+        } else {
+            fail_above = Some(mid);
+        }
     }
     let mut st = lock(&ctx.st);
     if let Some(i) = best {
@@ -79,6 +93,28 @@ pub(crate) async fn stepping(
     let steps: Vec<String> = st.steps.iter_mut().map(step_json).collect();
     rep.num("steps_detail", format!("[{}]", steps.join(",")), "");
     Ok(())
+}
+
+/// Whether another step (and the wait for its stragglers) fits in `--max-secs`.
+fn fits(args: &Args, t0: Instant) -> bool {
+    t0.elapsed().as_secs_f64() + args.step_secs + args.timeout + 1.0 <= args.max_secs
+}
+
+/// Runs one step at `rate` and decides whether it passed; then lets the server drain its
+/// queues so one step's backlog does not bleed into the next.
+async fn run_step(args: &Args, ctx: &mut Ctx, rate: u64) -> (usize, bool) {
+    let idx = ctx.step(rate, args.step_secs, u64::MAX, &|id| id).await;
+    let pass = {
+        let mut st = lock(&ctx.st);
+        let s = &mut st.steps[idx];
+        eprintln!("step {}", step_json(s));
+        // A step the tool could not send on time did not offer its rate: it measures the
+        // tool, so it does not pass either.
+        let on_time = s.send_secs <= args.step_secs * 1.05;
+        s.fail_pct() < args.max_fail_pct && s.pct_ms(0.99) <= args.max_p99_ms && on_time
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (idx, pass)
 }
 
 /// The offered rate after `rate`: +`pct` % rounded to 100/s (at least +100) when `pct` > 0,
