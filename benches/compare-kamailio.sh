@@ -289,7 +289,8 @@ rate() { # $1 = output name, $2 = scenario prefix → best rate, "+" appended wh
     [ "$b" = true ] && [ "$(val "$1" "${2}_first_failing_rate")" = null ] && v="$v+"
     echo "$v"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a / b; else print "-" }'; }
+# $3 = decimals (2 for the table; the verdict uses 6, so 0.2548 is not rounded into ≤ 0.25)
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.*f", d, a / b; else print "-" }'; }
 verdict() { # $1 = ratio, $2 = ge|le|none, $3 = bound
     [ "$2" = none ] && { echo "(no target)"; return; }
     awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN {
@@ -300,10 +301,11 @@ verdict() { # $1 = ratio, $2 = ge|le|none, $3 = bound
 row() { # label, unit, kamailio value, presenced value, echo ceiling, op, bound
     local r
     r=$(ratio "$4" "$3")
-    local t
+    local t exact
+    exact=$(ratio "$4" "$3" 6)
     case "$6" in
-        ge) t="≥ $7: $(verdict "$r" ge "$7")" ;;
-        le) t="≤ $7: $(verdict "$r" le "$7")" ;;
+        ge) t="≥ $7: $(verdict "$exact" ge "$7")" ;;
+        le) t="≤ $7: $(verdict "$exact" le "$7")" ;;
         *) t="(no target)" ;;
     esac
     # a lower-bound rate for presenced makes the ratio a lower bound too
