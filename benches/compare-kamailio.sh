@@ -4,7 +4,7 @@
 # then presenced-only figures (write-through, 3-node cluster). Prints every figure for both
 # servers and their ratio against the targets of issue 7.
 #
-#   bash benches/compare-kamailio.sh            # full run, ~20 min on 2 cores
+#   bash benches/compare-kamailio.sh            # full run, ~25 min on 2 cores
 #   QUICK=1 bash benches/compare-kamailio.sh    # smoke run of every step, ~5 min
 #
 # Invariants: every server it starts listens on 127.0.0.1 only and the load tool refuses
