@@ -175,7 +175,7 @@ run_load() {
 # +20 % per step from 3000/s: 3000, 3600, 4300 … 31,900 (14th step), 55,200 (17th), 66,200
 # (18th) — each step takes ~4 s with its drain, so the ladder reaches 66k/s in ~70 s; then
 # three bisection steps between the best passing and the first failing rate narrow the
-# figure from one 20 % step to 2.5 % (100 s budget in all). The tool itself offers ~130k
+# figure from one 20 % step to 2.5 % (100 s budget in all). The tool itself offers ~145k
 # PUBLISH/s (its echo ceiling, measured first).
 STEPPING=(--start 3000 --step-pct 20 --refine 3 --step-secs "$STEP_SECS" --max-secs "$MAX_SECS")
 SCENARIOS=(publish refresh subscribe cycle fanout hold)
