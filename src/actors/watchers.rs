@@ -137,7 +137,7 @@ impl Watchers {
 
     /// A passivated dialog expires at `at`: the next wake-up is no later.
     fn note_asleep(&mut self, at: Timestamp) {
-        self.dormant_expiry = Some(self.dormant_expiry.map_or(at, |t| t.min(at)));
+        self.dormant_expiry = Some(earliest(self.dormant_expiry, at));
     }
 
     /// Sends the state to every authorized watcher except `skip` (`sender_header`), waking
@@ -338,7 +338,7 @@ impl Watchers {
         for (tag, w) in self.presence.iter_mut() {
             if w.expires_at > now {
                 if w.handle.is_asleep() {
-                    next = Some(next.map_or(w.expires_at, |t| t.min(w.expires_at)));
+                    next = Some(earliest(next, w.expires_at));
                 }
                 continue;
             }
@@ -474,4 +474,9 @@ fn winfo_entry(tag: &str, w: &Watcher, now: Timestamp) -> WinfoWatcher {
         duration_subscribed: now.0.saturating_sub(w.since.0) / 1000,
         expiration: (!terminated).then(|| now.secs_until(w.expires_at)),
     }
+}
+
+/// The earlier of `at` and `so_far` (if any).
+fn earliest(so_far: Option<Timestamp>, at: Timestamp) -> Timestamp {
+    so_far.map_or(at, |t| t.min(at))
 }
