@@ -14,7 +14,8 @@
 //! the tool could not offer measures the tool).
 //!
 //! Invariants: every run is bounded (`--max-secs` for stepping, `--subs`/`--watchers`/
-//! `--tries` and `--timeout`/`--fan-timeout` otherwise); steps never overlap; one
+//! `--tries` and `--timeout`/`--fan-timeout` otherwise); steps never overlap (after a failing
+//! step the next waits until the server has gone quiet); one
 //! current-thread runtime drives every socket, so the `echo` figure is the ceiling of exactly
 //! this tool; every address it sends to is loopback. Output: `name value unit` lines on
 //! stdout, then one JSON line; progress goes to stderr. Modules: `load/engine.rs` (sender,

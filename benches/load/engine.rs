@@ -85,6 +85,8 @@ pub(crate) struct State {
     pub(crate) notifies: u64,
     pub(crate) late: u64,
     pub(crate) unparsable: u64,
+    /// When the last datagram of any kind arrived from the server.
+    pub(crate) last_rx: Option<Instant>,
     pub(crate) watch: Option<Watch>,
 }
 
@@ -311,6 +313,22 @@ impl Ctx {
         st.steps[idx].tool_drops = udp_drops(&self.ports).saturating_sub(drops0.1);
         idx
     }
+
+    /// Waits until nothing has arrived from the server for `gap` (it answered or shed what
+    /// an overloaded step left queued in it), at most `limit`; returns the seconds waited.
+    /// Without it the step after an overloaded one would measure the server draining the
+    /// backlog, not the rate it is offered.
+    pub(crate) async fn quiet(&self, gap: Duration, limit: Duration) -> f64 {
+        let start = Instant::now();
+        loop {
+            let last = lock(&self.st).last_rx.unwrap_or(start);
+            let now = Instant::now();
+            if now.duration_since(last.max(start)) >= gap || now.duration_since(start) >= limit {
+                return start.elapsed().as_secs_f64();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Receives on one socket: responses resolve transactions (or start their second leg),
@@ -329,6 +347,7 @@ async fn receiver(
             tokio::task::yield_now().await;
             continue;
         };
+        lock(&st).last_rx = Some(Instant::now());
         let follow = match presenced::sip::parse(&buf[..n]) {
             Ok(Message::Response(r)) if r.status >= 200 => match parse_id(&r.call_id, &run) {
                 Some(id) => {

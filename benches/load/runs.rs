@@ -114,7 +114,16 @@ async fn run_step(args: &Args, ctx: &mut Ctx, rate: u64) -> (usize, bool) {
         let on_time = s.send_secs <= args.step_secs * 1.05;
         s.fail_pct() < args.max_fail_pct && s.pct_ms(0.99) <= args.max_p99_ms && on_time
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    if pass {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    } else {
+        // An overloaded server still holds (or sheds) a backlog: the next step starts once
+        // it has gone quiet, so it measures the rate it offers and not the drain.
+        let waited = ctx
+            .quiet(Duration::from_secs(1), Duration::from_secs(30))
+            .await;
+        eprintln!("step recovered: nothing from the server for 1 s after {waited:.1} s");
+    }
     (idx, pass)
 }
 
