@@ -9,8 +9,8 @@
 //! * Every entry has exactly one live deadline: 64·T1 after creation while no final response
 //!   is recorded (a lost response must not pin memory), Timer J after the final response.
 //!   Over a reliable transport Timer J is zero, so the entry goes the moment it completes.
-//! * Expiry is a min-heap with lazy deletion: a heap item is live when its deadline equals its
-//!   entry's. Stale items at the top are popped after every mutation, so [`next_deadline`] is
+//! * Expiry is a min-heap with lazy deletion: every push is numbered, and a heap item is live
+//!   when its number is its entry's (equal deadlines leave the heap in push order). Stale items at the top are popped after every mutation, so [`next_deadline`] is
 //!   exact; stale items deeper down are bounded by a compaction that rebuilds the heap once it
 //!   holds more than twice the live entries plus 1024 (amortised O(1) per operation, since
 //!   each operation leaves at most one stale item). Nothing scans the table on a timer tick.
@@ -21,7 +21,8 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,9 +34,50 @@ use crate::transaction::timers::Timers;
 /// top Via and start line; ACK and CANCEL never reach this table.
 ///
 /// Internally one shared, length-prefixed string, so cloning is cheap and no two different
-/// part lists can collide.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TransactionKey(Arc<str>);
+/// part lists can collide, and its hash, computed once when the key is built (SipHash with
+/// this process's random keys, so a client cannot aim requests at one bucket): the table
+/// looks a key up several times per transaction and never hashes the text again.
+#[derive(Clone, Debug)]
+pub struct TransactionKey {
+    hash: u64,
+    text: Arc<str>,
+}
+
+/// The random SipHash keys of this process, for [`TransactionKey`]'s hash.
+static KEY_HASHER: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+
+impl PartialEq for TransactionKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.text == other.text
+    }
+}
+
+impl Eq for TransactionKey {}
+
+impl Hash for TransactionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The table's hasher: a [`TransactionKey`] hands over its finished hash, used as is.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached by a type other than TransactionKey; still a proper (FNV-1a) hash.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 impl TransactionKey {
     /// The RFC 3261 key: the top Via's `branch` (carrying the `z9hG4bK` cookie, compared
@@ -80,7 +122,10 @@ impl TransactionKey {
             let _ = write!(s, "|{}:", part.len());
             s.push_str(part);
         }
-        TransactionKey(s.into())
+        TransactionKey {
+            hash: KEY_HASHER.hash_one(s.as_str()),
+            text: s.into(),
+        }
     }
 }
 
@@ -105,8 +150,10 @@ pub enum Verdict {
 pub struct ServerTransactions {
     timers: Timers,
     max_entries: usize,
-    entries: HashMap<TransactionKey, Entry>,
+    entries: HashMap<TransactionKey, Entry, BuildHasherDefault<Prehashed>>,
     due: BinaryHeap<Reverse<Due>>,
+    /// Numbers heap items in push order: the tie-break between equal deadlines.
+    pushed: u64,
 }
 
 /// Heap items allowed beyond the live ones before a compaction is considered.
@@ -121,8 +168,10 @@ struct Entry {
     state: State,
     /// Chosen at creation: decides Timer J when the final response is recorded.
     reliable: bool,
-    /// The one live deadline of this entry; heap items with another value are stale.
+    /// The one live deadline of this entry.
     deadline: Timestamp,
+    /// The number of its heap item for that deadline; items with another number are stale.
+    seq: u64,
 }
 
 #[derive(Debug)]
@@ -135,16 +184,34 @@ enum State {
     Completed(Bytes),
 }
 
-/// A heap item, ordered by deadline (then key).
+/// Queues a heap item for `key`'s deadline `at`; returns its number, which the entry keeps
+/// to mark it live. (Over the fields, so a caller may hold its entry meanwhile.)
+fn push_due(
+    due: &mut BinaryHeap<Reverse<Due>>,
+    pushed: &mut u64,
+    at: Timestamp,
+    key: &TransactionKey,
+) -> u64 {
+    *pushed += 1;
+    due.push(Reverse(Due {
+        at,
+        seq: *pushed,
+        key: key.clone(),
+    }));
+    *pushed
+}
+
+/// A heap item, ordered by deadline, then push order.
 #[derive(Debug)]
 struct Due {
     at: Timestamp,
+    seq: u64,
     key: TransactionKey,
 }
 
 impl PartialEq for Due {
     fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.key == other.key
+        self.at == other.at && self.seq == other.seq
     }
 }
 
@@ -157,11 +224,12 @@ impl PartialOrd for Due {
 }
 
 impl Ord for Due {
-    /// By deadline, then key: deterministic, so eviction order is predictable.
+    /// By deadline, then push order: deterministic, so eviction order is predictable, and
+    /// no key text is compared.
     fn cmp(&self, other: &Self) -> Ordering {
         self.at
             .cmp(&other.at)
-            .then_with(|| self.key.cmp(&other.key))
+            .then_with(|| self.seq.cmp(&other.seq))
     }
 }
 
@@ -171,8 +239,9 @@ impl ServerTransactions {
         ServerTransactions {
             timers,
             max_entries,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             due: BinaryHeap::new(),
+            pushed: 0,
         }
     }
 
@@ -193,18 +262,16 @@ impl ServerTransactions {
             return Verdict::Overloaded;
         }
         let deadline = now.plus(self.processing_limit());
+        let seq = push_due(&mut self.due, &mut self.pushed, deadline, key);
         self.entries.insert(
             key.clone(),
             Entry {
                 state: State::Trying,
                 reliable,
                 deadline,
+                seq,
             },
         );
-        self.due.push(Reverse(Due {
-            at: deadline,
-            key: key.clone(),
-        }));
         Verdict::New
     }
 
@@ -229,10 +296,7 @@ impl ServerTransactions {
         } else {
             entry.state = State::Completed(bytes);
             entry.deadline = now.plus(timer_j);
-            self.due.push(Reverse(Due {
-                at: entry.deadline,
-                key: key.clone(),
-            }));
+            entry.seq = push_due(&mut self.due, &mut self.pushed, entry.deadline, key);
         }
         self.settle();
     }
@@ -265,7 +329,7 @@ impl ServerTransactions {
     /// are never dropped: when the oldest live entry is one, nothing is evicted.
     fn evict_oldest_completed(&mut self) -> bool {
         while let Some(Reverse(top)) = self.due.peek() {
-            let live = self.entries.get(&top.key).filter(|e| e.deadline == top.at);
+            let live = self.entries.get(&top.key).filter(|e| e.seq == top.seq);
             match live.map(|e| matches!(e.state, State::Completed(_))) {
                 None => {
                     self.due.pop(); // stale heap item
@@ -284,6 +348,13 @@ impl ServerTransactions {
         false
     }
 
+    /// Whether a heap item is its entry's live deadline.
+    fn is_live(&self, item: &Due) -> bool {
+        self.entries
+            .get(&item.key)
+            .is_some_and(|e| e.seq == item.seq)
+    }
+
     /// How long a transaction may stay without a final response: 64·T1.
     fn processing_limit(&self) -> Duration {
         self.timers.t1.saturating_mul(64)
@@ -298,11 +369,7 @@ impl ServerTransactions {
             let Some(Reverse(item)) = self.due.pop() else {
                 break;
             };
-            if self
-                .entries
-                .get(&item.key)
-                .is_some_and(|e| e.deadline == item.at)
-            {
+            if self.is_live(&item) {
                 self.entries.remove(&item.key);
                 dropped += 1;
             }
@@ -314,11 +381,7 @@ impl ServerTransactions {
     /// Restores the heap invariants: no stale item on top, stale items bounded.
     fn settle(&mut self) {
         while let Some(Reverse(top)) = self.due.peek() {
-            let live = self
-                .entries
-                .get(&top.key)
-                .is_some_and(|e| e.deadline == top.at);
-            if live {
+            if self.is_live(top) {
                 break;
             }
             self.due.pop();
@@ -330,6 +393,7 @@ impl ServerTransactions {
                 .map(|(key, e)| {
                     Reverse(Due {
                         at: e.deadline,
+                        seq: e.seq,
                         key: key.clone(),
                     })
                 })

@@ -267,8 +267,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Naive model: (last response status, reliable, deadline) per key, scanned in full.
-type Model = HashMap<u8, (Option<u16>, bool, Timestamp)>;
+/// Naive model: (last response status, reliable, deadline, when the deadline was set) per
+/// key, scanned in full.
+type Model = HashMap<u8, (Option<u16>, bool, Timestamp, u64)>;
 
 fn model_purge(m: &mut Model, now: Timestamp) -> usize {
     let before = m.len();
@@ -283,32 +284,34 @@ proptest! {
         let mut t = table(CAP);
         let mut m: Model = HashMap::new();
         let mut now = T0;
+        // Counts deadlines set, in order: equal deadlines are due in the order they were set.
+        let mut set = 0u64;
         for op in ops {
             match op {
                 Op::Request(k, reliable) => {
                     model_purge(&mut m, now);
                     let expected = match m.get(&k) {
-                        Some((None, _, _)) => Verdict::Absorb,
-                        Some((Some(s), _, _)) => Verdict::Resend(Bytes::from(s.to_string())),
+                        Some((None, _, _, _)) => Verdict::Absorb,
+                        Some((Some(s), _, _, _)) => Verdict::Resend(Bytes::from(s.to_string())),
                         None if m.len() >= CAP => {
                             // Evict the completed entry due first, if the first due is one.
-                            let min = m.values().map(|e| e.2).min();
                             let first = m
                                 .iter()
-                                .filter(|(_, e)| Some(e.2) == min)
-                                .map(|(k, e)| (*k, e.0))
-                                .min_by_key(|(k, _)| *k);
+                                .min_by_key(|(_, e)| (e.2, e.3))
+                                .map(|(k, e)| (*k, e.0));
                             match first {
                                 Some((victim, Some(s))) if s >= 200 => {
                                     m.remove(&victim);
-                                    m.insert(k, (None, reliable, now.plus_secs(32)));
+                                    set += 1;
+                                    m.insert(k, (None, reliable, now.plus_secs(32), set));
                                     Verdict::New
                                 }
                                 _ => Verdict::Overloaded,
                             }
                         }
                         None => {
-                            m.insert(k, (None, reliable, now.plus_secs(32)));
+                            set += 1;
+                            m.insert(k, (None, reliable, now.plus_secs(32), set));
                             Verdict::New
                         }
                     };
@@ -321,7 +324,10 @@ proptest! {
                             Some(prev) if prev >= 200 => {}
                             _ if s < 200 => e.0 = Some(s),
                             _ if e.1 => { m.remove(&k); }
-                            _ => *e = (Some(s), false, now.plus_secs(32)),
+                            _ => {
+                                set += 1;
+                                *e = (Some(s), false, now.plus_secs(32), set);
+                            }
                         }
                     }
                     t.on_response(now, &key(&k.to_string()), s, Bytes::from(s.to_string()));
