@@ -217,18 +217,16 @@ impl PresentityActor {
                 .unwrap_or_else(|| PubId(old.clone())),
             None => PubId(etag.clone()),
         };
-        let current = self
-            .core
-            .publications()
-            .iter()
-            .find(|p| &p.etag == etag)
-            .cloned();
-        if current.is_some() {
+        let current = self.core.publications().iter().find(|p| &p.etag == etag);
+        // A lineage named by its current ETag needs no entry: a lookup that misses means
+        // "itself" (above), so most presentities keep no map at all.
+        if current.is_some() && lineage.0 != *etag {
             self.lineage.insert(etag.clone(), lineage.clone());
         }
         let Some(replication) = &self.ctx.replication else {
             return;
         };
+        let current = current.cloned();
         let key = PubKey {
             uri: self.core.uri().clone(),
             event: self.core.event().clone(),
@@ -554,7 +552,9 @@ impl Handler<ApplyReplicated> for PresentityActor {
             if p.expires_at > clock::now() {
                 self.core.remove_etag(&p.etag);
                 self.ctx.persist.put_publication(&uri, &event, &p);
-                self.lineage.insert(p.etag.clone(), msg.key.id.clone());
+                if msg.key.id.0 != p.etag {
+                    self.lineage.insert(p.etag.clone(), msg.key.id.clone());
+                }
                 self.core.insert_restored(p);
                 changed = true;
             }

@@ -72,6 +72,9 @@ impl Presentity {
                     max: max_publications,
                 });
             }
+            // Most presentities hold one publication for their whole life: no spare slots
+            // (a Publication is 128 bytes).
+            self.publications.reserve_exact(1);
             self.publications.push(Publication {
                 etag: etag.clone(),
                 body,

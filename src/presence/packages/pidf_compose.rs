@@ -155,6 +155,9 @@ pub(crate) fn merge(root: &Root<'_>, docs: &[&[u8]]) -> Vec<u8> {
     out.extend_from_slice(b"</");
     out.extend_from_slice(root.name.as_bytes());
     out.extend_from_slice(b">\n");
+    // The document is kept (one per presentity) until the next change: without the headroom
+    // reserved above.
+    out.shrink_to_fit();
     out
 }
 
