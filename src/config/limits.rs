@@ -37,7 +37,7 @@ pub struct LimitsConfig {
     pub max_subscriptions_per_watcher: usize,
     /// Presentity actors (URI, event) this node holds at once; a request that would create
     /// one more is answered 503 + Retry-After (state restored or replicated is never refused).
-    /// With ~4.6 KB per presentity, the default bounds that state near 4.6 GB.
+    /// With ~3.3 KB per presentity, the default bounds that state near 3.3 GB.
     #[serde(
         default = "default_max_presentities",
         deserialize_with = "ranged::<_, usize, 1, COUNT_MAX>"

@@ -10,10 +10,11 @@
 //!   is recorded (a lost response must not pin memory), Timer J after the final response.
 //!   Over a reliable transport Timer J is zero, so the entry goes the moment it completes.
 //! * Expiry is a min-heap with lazy deletion: every push is numbered, and a heap item is live
-//!   when its number is its entry's (equal deadlines leave the heap in push order). Stale items at the top are popped after every mutation, so [`next_deadline`] is
-//!   exact; stale items deeper down are bounded by a compaction that rebuilds the heap once it
-//!   holds more than twice the live entries plus 1024 (amortised O(1) per operation, since
-//!   each operation leaves at most one stale item). Nothing scans the table on a timer tick.
+//!   when its number is its entry's (equal deadlines leave the heap in push order). Stale
+//!   items at the top are popped after every mutation, so [`next_deadline`] is exact; stale
+//!   items deeper down are bounded by a compaction that rebuilds the heap once it holds more
+//!   than twice the live entries plus 1024 (amortised O(1) per operation, since each
+//!   operation leaves at most one stale item). Nothing scans the table on a timer tick.
 //! * The first final response wins: a second one for the same transaction is ignored.
 //!
 //! [`next_deadline`]: ServerTransactions::next_deadline
@@ -69,7 +70,7 @@ impl Hasher for Prehashed {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Only reached by a type other than TransactionKey; still a proper (FNV-1a) hash.
+        // Only reached by a type other than TransactionKey: an FNV-style fold of the bytes.
         for &b in bytes {
             self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
