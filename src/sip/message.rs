@@ -13,6 +13,10 @@ use super::headers::{Event, Expires, HeaderError, SipIfMatch};
 use super::normalise::canonical_name;
 use super::{NameAddr, Via};
 
+/// A header name in a parsed message: the canonical spelling of a known header is not
+/// copied (every message has a dozen of them).
+pub type HeaderName = std::borrow::Cow<'static, str>;
+
 /// A parsed SIP message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -130,7 +134,7 @@ pub struct Request {
     pub record_route: Vec<String>,
     /// All headers, canonical long names, in received order (values trimmed, folded lines
     /// joined; the media type of Content-Type lower-cased).
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(HeaderName, String)>,
     /// The body: exactly Content-Length bytes.
     pub body: Bytes,
 }
@@ -197,7 +201,7 @@ pub struct Response {
     /// The CSeq.
     pub cseq: CSeq,
     /// All headers, canonical long names, in received order.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(HeaderName, String)>,
     /// The body: exactly Content-Length bytes.
     pub body: Bytes,
 }
@@ -214,7 +218,7 @@ impl Response {
     }
 }
 
-fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+fn find_header<'a>(headers: &'a [(HeaderName, String)], name: &str) -> Option<&'a str> {
     let name = canonical_name(name);
     headers
         .iter()
@@ -223,7 +227,7 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
 }
 
 fn header_values<'a>(
-    headers: &'a [(String, String)],
+    headers: &'a [(HeaderName, String)],
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
     let name = canonical_name(name);

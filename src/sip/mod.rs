@@ -31,7 +31,7 @@ mod via;
 
 pub use build::{encode_notify, NotifyParams, OutRequest, OutResponse};
 pub use framing::{frame_length, FrameError};
-pub use message::{CSeq, Message, Method, Request, Response};
+pub use message::{CSeq, HeaderName, Message, Method, Request, Response};
 pub use name_addr::NameAddr;
 pub(crate) use parse::request_uri_ok;
 pub use parse::{parse, EchoHeaders, ParseError};

@@ -4,7 +4,7 @@
 //! Invariant: [`NameAddr::uri`] is the URI text without `<>`; `tag` is pulled out of the
 //! header parameters and not repeated in `params`; [`NameAddr::raw`] is the value as received.
 
-use super::headers::{parse_params, split_quoted};
+use super::headers::{parse_params, split_quoted, trim_lws};
 
 /// `[display-name] <uri> *(;param)` or `uri *(;param)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl NameAddr {
     /// Parses one name-addr or addr-spec (no top-level commas). `None` when there is no URI
     /// with a scheme, a bracket is unbalanced, or a parameter is not `token[=value]`.
     pub fn parse(raw: &str) -> Option<NameAddr> {
-        let raw = raw.trim_matches([' ', '\t']);
+        let raw = trim_lws(raw);
         let (display, uri, rest) = if let Some(after) = raw.strip_prefix('"') {
             let end = closing_quote(after)?;
             let display = &after[..end];
@@ -34,7 +34,7 @@ impl NameAddr {
             let close = inner.find('>')?;
             (Some(display), &inner[..close], &inner[close + 1..])
         } else if let Some(open) = raw.find('<') {
-            let display = raw[..open].trim_matches([' ', '\t']);
+            let display = trim_lws(&raw[..open]);
             let inner = &raw[open + 1..];
             let close = inner.find('>')?;
             let display = (!display.is_empty()).then_some(display);
@@ -46,7 +46,7 @@ impl NameAddr {
                 None => (None, raw, ""),
             }
         };
-        let uri = uri.trim_matches([' ', '\t']);
+        let uri = trim_lws(uri);
         if !has_scheme(uri) || uri.contains(['<', '>', ' ', '"']) {
             return None;
         }
@@ -102,8 +102,8 @@ fn has_scheme(uri: &str) -> bool {
             !rest.is_empty()
                 && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
                 && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
         }
         None => false,
     }

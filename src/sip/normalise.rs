@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use super::headers::is_token;
+use super::headers::{is_token, trim_lws};
 
 /// Canonical spelling of every header this crate knows by name.
 const KNOWN: &[&str] = &[
@@ -76,13 +76,51 @@ const KNOWN: &[&str] = &[
     "Warning",
 ];
 
+/// [`KNOWN`] by name length: `BY_LENGTH[n]` holds the names of `n` bytes.
+static BY_LENGTH: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
+    let longest = KNOWN.iter().map(|k| k.len()).max().unwrap_or(0);
+    let mut by = vec![Vec::new(); longest + 1];
+    for k in KNOWN {
+        by[k.len()].push(*k);
+    }
+    by
+});
+
 /// One header line after normalisation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RawHeader<'a> {
     /// Canonical name (see [`canonical_name`]).
-    pub(crate) name: Cow<'a, str>,
+    pub(crate) name: Name<'a>,
     /// Value with surrounding whitespace trimmed; folded lines joined by one space.
     pub(crate) value: Cow<'a, str>,
+}
+
+/// A header name after normalisation: a known name in its canonical spelling, or an unknown
+/// one as received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Name<'a> {
+    /// One of [`KNOWN`] (compact forms expanded).
+    Known(&'static str),
+    /// Not a name this crate knows: kept as received.
+    Other(&'a str),
+}
+
+impl<'a> Name<'a> {
+    /// The name's text.
+    pub(crate) fn as_str(self) -> &'a str {
+        match self {
+            Name::Known(k) => k,
+            Name::Other(o) => o,
+        }
+    }
+
+    /// An owned name: a known one without copying.
+    pub(crate) fn to_static(self) -> Cow<'static, str> {
+        match self {
+            Name::Known(k) => Cow::Borrowed(k),
+            Name::Other(o) => Cow::Owned(o.to_string()),
+        }
+    }
 }
 
 /// The header section split into headers, in received order.
@@ -123,14 +161,21 @@ fn expand_compact(c: u8) -> Option<&'static str> {
 /// The canonical name of a header: compact forms expanded, known names in their standard
 /// spelling (`call-id` → `Call-ID`), unknown names unchanged.
 pub(crate) fn canonical_name(name: &str) -> Cow<'_, str> {
+    Cow::Borrowed(name_of(name).as_str())
+}
+
+/// [`canonical_name`], telling a known name from an unknown one.
+pub(crate) fn name_of(name: &str) -> Name<'_> {
     if let [c] = name.as_bytes() {
         if let Some(long) = expand_compact(*c) {
-            return Cow::Borrowed(long);
+            return Name::Known(long);
         }
     }
-    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Borrowed(name),
+    // Only the few known names of the same length are compared.
+    let candidates = BY_LENGTH.get(name.len()).map_or(&[][..], Vec::as_slice);
+    match candidates.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        Some(k) => Name::Known(k),
+        None => Name::Other(name),
     }
 }
 
@@ -156,7 +201,7 @@ pub(crate) fn split_headers(section: &str) -> HeaderSection<'_> {
             }
             match out.headers.last_mut() {
                 Some(h) if last_ok => {
-                    let more = line.trim_matches([' ', '\t']);
+                    let more = trim_lws(line);
                     if !more.is_empty() {
                         let v = h.value.to_mut();
                         if !v.is_empty() {
@@ -183,8 +228,8 @@ pub(crate) fn split_headers(section: &str) -> HeaderSection<'_> {
             continue;
         }
         out.headers.push(RawHeader {
-            name: canonical_name(name),
-            value: Cow::Borrowed(value.trim_matches([' ', '\t'])),
+            name: name_of(name),
+            value: Cow::Borrowed(trim_lws(value)),
         });
         last_ok = true;
     }
@@ -194,8 +239,16 @@ pub(crate) fn split_headers(section: &str) -> HeaderSection<'_> {
 /// A control character other than HTAB (a bare CR, NUL, DEL…): RFC 3261 §25.1 allows none in
 /// a header value, and echoing one into a response would make it unparsable.
 fn has_control(s: &str) -> bool {
-    s.chars()
-        .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+    for &b in s.as_bytes() {
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            return true;
+        }
+        if b >= 0x80 {
+            // C1 controls (U+0080..U+009F) are two-byte sequences: decode to find them.
+            return s.chars().any(|c| c.is_control() && c != '\t');
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -206,8 +259,33 @@ mod tests {
         split_headers(section)
             .headers
             .into_iter()
-            .map(|h| (h.name.into_owned(), h.value.into_owned()))
+            .map(|h| (h.name.as_str().to_string(), h.value.into_owned()))
             .collect()
+    }
+
+    #[test]
+    fn known_names_are_found_in_any_case() {
+        assert!(
+            KNOWN.windows(2).all(|w| w[0] < w[1]),
+            "KNOWN is sorted, without repeats"
+        );
+        for k in KNOWN {
+            assert_eq!(canonical_name(k), *k);
+            assert_eq!(canonical_name(&k.to_ascii_lowercase()), *k);
+            assert_eq!(canonical_name(&k.to_ascii_uppercase()), *k);
+        }
+    }
+
+    #[test]
+    fn control_characters_are_found_in_ascii_and_in_utf8() {
+        assert!(!has_control("a\tb ü €"));
+        assert!(has_control("a\rb"));
+        assert!(has_control("a\u{7f}"));
+        assert!(
+            has_control("ü\u{85}"),
+            "C1 control after a non-ASCII character"
+        );
+        assert!(has_control("\u{9f}"));
     }
 
     #[test]
@@ -245,7 +323,7 @@ mod tests {
         assert!(s
             .headers
             .iter()
-            .all(|h| matches!((&h.name, &h.value), (Cow::Borrowed(_), Cow::Borrowed(_)))));
+            .all(|h| matches!(h.value, Cow::Borrowed(_))));
     }
 
     #[test]
@@ -253,7 +331,7 @@ mod tests {
         let s =
             split_headers("Call-ID: rb\r-s\r\nTo: <sip:a@b>\r\nX: a\u{1}b\r\nZ-Tab: tab\tok\r\n");
         assert!(s.malformed);
-        let names: Vec<&str> = s.headers.iter().map(|h| h.name.as_ref()).collect();
+        let names: Vec<&str> = s.headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["To", "Z-Tab"]);
     }
 
@@ -266,7 +344,7 @@ mod tests {
         let via = s
             .headers
             .iter()
-            .find(|h| h.name == "Via")
+            .find(|h| h.name.as_str() == "Via")
             .map(|h| h.value.as_ref());
         assert_eq!(
             via,

@@ -14,7 +14,9 @@
 use bytes::Bytes;
 
 use super::headers::{is_token, split_quoted};
-use super::message::{normalise_content_type, CSeq, Message, Method, Request, Response};
+use super::message::{
+    normalise_content_type, CSeq, HeaderName, Message, Method, Request, Response,
+};
 use super::normalise::{split_headers, RawHeader};
 use super::{NameAddr, Via};
 
@@ -78,7 +80,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         .ok_or(ParseError::NotSip)?;
     let buf = &buf[start..];
     let (head, body) = split_head(buf);
-    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
     let line = &head[..line_end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let section = head.get(line_end + 1..).unwrap_or(&[]);
@@ -139,13 +141,11 @@ fn classify(line: &str) -> Option<StartLine<'_>> {
 
 /// Splits at the first empty line (CRLF CRLF, or bare LF LF); without one, all is head.
 fn split_head(buf: &[u8]) -> (&[u8], &[u8]) {
-    let mut i = 0;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + off;
+    for nl in memchr::memchr_iter(b'\n', buf) {
         match (buf.get(nl + 1), buf.get(nl + 2)) {
             (Some(b'\n'), _) => return (&buf[..nl], &buf[nl + 2..]),
             (Some(b'\r'), Some(b'\n')) => return (&buf[..nl], &buf[nl + 3..]),
-            _ => i = nl + 1,
+            _ => {}
         }
     }
     (buf, &[])
@@ -170,7 +170,7 @@ impl<'h> Raw<'h> {
         let mut r = Raw::default();
         for h in headers {
             let v: &str = &h.value;
-            match &*h.name {
+            match h.name.as_str() {
                 "Via" => r.vias.push(v),
                 "From" => r.from = r.from.or(Some(v)),
                 "To" => r.to = r.to.or(Some(v)),
@@ -235,16 +235,16 @@ fn cut_body(content_length: Option<&str>, body: &[u8]) -> Result<Bytes, &'static
     body.get(..len).map(Bytes::copy_from_slice).ok_or(BAD)
 }
 
-fn owned_headers(headers: &[RawHeader<'_>]) -> Vec<(String, String)> {
+fn owned_headers(headers: &[RawHeader<'_>]) -> Vec<(HeaderName, String)> {
     headers
         .iter()
         .map(|h| {
-            let value = if h.name == "Content-Type" {
+            let value = if h.name.as_str() == "Content-Type" {
                 normalise_content_type(&h.value)
             } else {
                 h.value.to_string()
             };
-            (h.name.to_string(), value)
+            (h.name.to_static(), value)
         })
         .collect()
 }
@@ -275,9 +275,15 @@ pub(crate) fn request_uri_ok(uri: &str) -> bool {
     uri.split_once(':').is_some_and(|(s, rest)| {
         !rest.is_empty()
             && s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-            && !rest.contains(|c: char| c.is_ascii_control() || "<>\"{}|^` ".contains(c))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            && !rest.bytes().any(|b| {
+                b.is_ascii_control()
+                    || matches!(
+                        b,
+                        b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'^' | b'`' | b' '
+                    )
+            })
     })
 }
 

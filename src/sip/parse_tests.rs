@@ -134,7 +134,7 @@ l: 4\n\nbody";
     assert_eq!(r.header("Subject"), Some("hello world"));
     assert_eq!(r.header("s"), Some("hello world"));
     assert_eq!(&r.body[..], b"body");
-    let names: Vec<_> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<_> = r.headers.iter().map(|(n, _)| n.as_ref()).collect();
     assert_eq!(names[..5], ["Via", "From", "To", "Call-ID", "CSeq"]);
 }
 

@@ -4,7 +4,7 @@
 //! it byte for byte; the typed fields are read-only views used for matching and for
 //! `received`/`rport` (RFC 3581).
 
-use super::headers::{is_token, split_quoted};
+use super::headers::{is_token, split_quoted, trim_lws};
 
 /// One via-parm: `SIP/2.0/UDP host:port;branch=z9hG4bK…;rport;received=…`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct Via {
 impl Via {
     /// Parses one via-parm (no commas). `None` when it is not `SIP/2.0/transport sent-by`.
     pub fn parse(raw: &str) -> Option<Via> {
-        let raw = raw.trim_matches([' ', '\t']);
+        let raw = trim_lws(raw);
         let (proto, rest) = raw.split_once('/')?;
         let (version, rest) = rest.split_once('/')?;
         if !proto.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
@@ -45,7 +45,7 @@ impl Via {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, ""),
         };
-        let (host, port) = split_host_port(sent_by.trim_matches([' ', '\t']))?;
+        let (host, port) = split_host_port(trim_lws(sent_by))?;
         let mut via = Via {
             transport: transport.to_ascii_uppercase(),
             host: host.to_string(),
@@ -56,7 +56,7 @@ impl Via {
             raw: raw.to_string(),
         };
         for p in split_quoted(params, ';') {
-            let p = p.trim_matches([' ', '\t']);
+            let p = trim_lws(p);
             let (name, value) = match p.split_once('=') {
                 Some((n, v)) => (n.trim(), Some(v.trim())),
                 None => (p, None),
@@ -103,9 +103,9 @@ fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         }
     };
     let valid_host = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-.[]:_".contains(c));
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':' | b'_')
+        });
     if !valid_host {
         return None;
     }

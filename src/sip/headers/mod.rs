@@ -28,14 +28,31 @@ pub enum HeaderError {
     Malformed(&'static str),
 }
 
-/// RFC 3261 §25.1 `token` character.
-pub(crate) fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
-}
+/// RFC 3261 §25.1 `token` characters, by byte (every token character is ASCII, so a byte of
+/// a multi-byte UTF-8 sequence is never one).
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// True when `s` is a non-empty RFC 3261 `token`.
 pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(is_token_char)
+    !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
+}
+
+/// `s` without leading and trailing spaces and tabs (linear whitespace on one line).
+pub(crate) fn trim_lws(s: &str) -> &str {
+    s.trim_matches(|c| c == ' ' || c == '\t')
 }
 
 /// Parses a delta-seconds value (RFC 3261 §25.1: `1*DIGIT`); values above `u32::MAX` clamp to
@@ -84,7 +101,9 @@ fn is_gen_value(v: &str) -> bool {
         }
         return !escaped;
     }
-    !v.is_empty() && v.chars().all(|c| is_token_char(c) || "[]:".contains(c))
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| TOKEN[usize::from(b)] || matches!(b, b'[' | b']' | b':'))
 }
 
 /// Writes `;name[=value]` for each parameter.
@@ -102,32 +121,62 @@ pub(crate) fn write_params(
 }
 
 /// Splits `s` at every `sep` outside double quotes (and outside `<...>`), honouring `\`
-/// escapes inside quotes. Never panics; an unterminated quote runs to the end.
-pub(crate) fn split_quoted(s: &str, sep: char) -> impl Iterator<Item = &str> {
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut in_angle = false;
-    let mut escaped = false;
-    let mut cuts = Vec::new();
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '<' if !in_quotes => in_angle = true,
-            '>' if !in_quotes => in_angle = false,
-            c if c == sep && !in_quotes && !in_angle => {
-                cuts.push(&s[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
+/// escapes inside quotes. Never panics; an unterminated quote runs to the end. `sep` must be
+/// ASCII (it is compared byte by byte, which is exact for UTF-8: no byte of a multi-byte
+/// character is ASCII). Lazy and allocation-free: it runs for every Via, From, To and
+/// parameter list of every message.
+pub(crate) fn split_quoted(s: &str, sep: char) -> SplitQuoted<'_> {
+    debug_assert!(sep.is_ascii(), "split_quoted separator must be ASCII");
+    SplitQuoted {
+        s,
+        pos: 0,
+        sep: sep as u8,
+        done: false,
     }
-    cuts.push(&s[start..]);
-    cuts.into_iter()
+}
+
+/// The iterator of [`split_quoted`].
+pub(crate) struct SplitQuoted<'a> {
+    s: &'a str,
+    pos: usize,
+    sep: u8,
+    done: bool,
+}
+
+impl<'a> Iterator for SplitQuoted<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let bytes = self.s.as_bytes();
+        let start = self.pos;
+        // A cut happens only outside quotes and angles, so each part starts in that state.
+        let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+        let mut i = start;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if escaped {
+                escaped = false;
+            } else {
+                match b {
+                    b'\\' if in_quotes => escaped = true,
+                    b'"' => in_quotes = !in_quotes,
+                    b'<' if !in_quotes => in_angle = true,
+                    b'>' if !in_quotes => in_angle = false,
+                    _ if b == self.sep && !in_quotes && !in_angle => {
+                        self.pos = i + 1;
+                        return Some(&self.s[start..i]);
+                    }
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        self.done = true;
+        Some(&self.s[start..])
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +189,16 @@ mod tests {
         assert_eq!(parts, vec![r#""a,\"b" <sip:x;p=1,2>"#, " c"]);
         let parts: Vec<_> = split_quoted("x;y=\"1;2\";z", ';').collect();
         assert_eq!(parts, vec!["x", "y=\"1;2\"", "z"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_quoted_parts_join_back(s in "[a-z\"<>,;\\\\ é]{0,40}") {
+            for sep in [',', ';'] {
+                let parts: Vec<&str> = split_quoted(&s, sep).collect();
+                proptest::prop_assert_eq!(parts.join(&sep.to_string()), s.clone());
+            }
+        }
     }
 
     #[test]
