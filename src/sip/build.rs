@@ -7,6 +7,7 @@
 //! header line. Via values are echoed exactly as received except the top one, which gets
 //! `received`/`rport` per RFC 3261 §18.2.1 and RFC 3581 §4.
 
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
@@ -111,8 +112,10 @@ impl OutResponse {
 
     /// Encodes the response; `server` is the Server header value (omitted when empty).
     pub fn encode(&self, server: &str) -> Bytes {
-        let mut out = String::with_capacity(512);
-        out.push_str(&format!("SIP/2.0 {} {}\r\n", self.status, self.reason));
+        let body_len = self.body.as_ref().map_or(0, |(_, b)| b.len());
+        let mut out = String::with_capacity(512 + body_len);
+        // Writing into a String cannot fail.
+        let _ = write!(out, "SIP/2.0 {} {}\r\n", self.status, self.reason);
         for v in &self.vias {
             push_header(&mut out, "Via", v);
         }
@@ -132,7 +135,7 @@ impl OutResponse {
             push_header(&mut out, n, v);
         }
         if !server.is_empty() {
-            push_header(&mut out, "Server", &clean(server));
+            push_header(&mut out, "Server", server);
         }
         finish(out, self.body.as_ref().map(|(t, b)| (t.as_str(), &b[..])))
     }
@@ -208,43 +211,39 @@ impl OutRequest {
             None => (p.request_uri.to_string(), p.route.to_vec()),
         };
         let request_uri = clean(&request_uri);
-        let mut out = String::with_capacity(768);
-        out.push_str(&format!("NOTIFY {request_uri} SIP/2.0\r\n"));
-        let host = if p.via_host.contains(':') && !p.via_host.starts_with('[') {
-            format!("[{}]", p.via_host)
+        let body_len = p.body.map_or(0, |(_, b)| b.len());
+        let mut out = String::with_capacity(768 + body_len);
+        out.push_str("NOTIFY ");
+        out.push_str(&request_uri);
+        out.push_str(" SIP/2.0\r\n");
+        let (open, close) = if p.via_host.contains(':') && !p.via_host.starts_with('[') {
+            ("[", "]")
         } else {
-            p.via_host.to_string()
+            ("", "")
         };
-        let via = format!(
-            "SIP/2.0/{} {host}:{};branch={}",
-            p.via_transport.to_ascii_uppercase(),
-            p.via_port,
-            p.branch
-        );
-        push_header(&mut out, "Via", &via);
+        let transport = Upper(p.via_transport);
+        let (host, port, branch) = (p.via_host, p.via_port, p.branch);
+        let via = format_args!("SIP/2.0/{transport} {open}{host}{close}:{port};branch={branch}");
+        header_fmt(&mut out, "Via", via);
         for r in &routes {
             push_header(&mut out, "Route", r);
         }
         push_header(&mut out, "Max-Forwards", "70");
-        push_header(
-            &mut out,
-            "From",
-            &format!("<{}>;tag={}", p.from_uri, p.from_tag),
-        );
-        push_header(&mut out, "To", &format!("<{}>;tag={}", p.to_uri, p.to_tag));
+        let (uri, tag) = (p.from_uri, p.from_tag);
+        header_fmt(&mut out, "From", format_args!("<{uri}>;tag={tag}"));
+        let (uri, tag) = (p.to_uri, p.to_tag);
+        header_fmt(&mut out, "To", format_args!("<{uri}>;tag={tag}"));
         push_header(&mut out, "Call-ID", p.call_id);
-        push_header(&mut out, "CSeq", &format!("{} NOTIFY", p.cseq));
-        let contact = if p.contact.starts_with('<') {
-            p.contact.to_string()
-        } else {
-            format!("<{}>", p.contact)
-        };
-        push_header(&mut out, "Contact", &contact);
-        push_header(&mut out, "Event", &p.event.to_string());
-        push_header(
+        header_fmt(&mut out, "CSeq", format_args!("{} NOTIFY", p.cseq));
+        match p.contact.starts_with('<') {
+            true => push_header(&mut out, "Contact", p.contact),
+            false => header_fmt(&mut out, "Contact", format_args!("<{}>", p.contact)),
+        }
+        header_fmt(&mut out, "Event", format_args!("{}", p.event));
+        header_fmt(
             &mut out,
             "Subscription-State",
-            &p.subscription_state.to_string(),
+            format_args!("{}", p.subscription_state),
         );
         for (n, v) in p.extra_headers {
             push_header(&mut out, n, v);
@@ -285,12 +284,12 @@ fn stamp_top_via(top: &Via, source: SocketAddr) -> String {
             out.push(';');
         }
         if i > 0 && want_rport && name.eq_ignore_ascii_case("rport") {
-            out.push_str(&format!("rport={}", source.port()));
+            let _ = write!(out, "rport={}", source.port());
         } else {
             out.push_str(part);
         }
     }
-    out.push_str(&format!(";received={}", source.ip()));
+    let _ = write!(out, ";received={}", source.ip());
     out
 }
 
@@ -317,24 +316,63 @@ fn clean(s: &str) -> String {
 fn push_header(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push_str(": ");
-    if value.contains(['\r', '\n']) {
-        out.push_str(&clean(value));
-    } else {
-        out.push_str(value);
-    }
+    Clean(out).push(value);
     out.push_str("\r\n");
 }
 
-/// Adds Content-Type (with a body), Content-Length, the blank line and the body.
+/// [`push_header`] with a formatted value, written in place (no temporary String).
+fn header_fmt(out: &mut String, name: &str, value: fmt::Arguments<'_>) {
+    out.push_str(name);
+    out.push_str(": ");
+    // Writing into a String cannot fail.
+    let _ = Clean(out).write_fmt(value);
+    out.push_str("\r\n");
+}
+
+/// Writes into a String with CR and LF replaced by spaces (see [`clean`]).
+struct Clean<'a>(&'a mut String);
+
+impl Clean<'_> {
+    fn push(&mut self, s: &str) {
+        if s.contains(['\r', '\n']) {
+            self.0.extend(
+                s.chars()
+                    .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),
+            );
+        } else {
+            self.0.push_str(s);
+        }
+    }
+}
+
+impl fmt::Write for Clean<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s);
+        Ok(())
+    }
+}
+
+/// Displays a str in ASCII upper case.
+struct Upper<'a>(&'a str);
+
+impl fmt::Display for Upper<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0
+            .chars()
+            .try_for_each(|c| f.write_char(c.to_ascii_uppercase()))
+    }
+}
+
+/// Adds Content-Type (with a body), Content-Length, the blank line and the body. The body
+/// is appended to the header text's own buffer (the callers size it for the body).
 fn finish(mut out: String, body: Option<(&str, &[u8])>) -> Bytes {
     if let Some((ct, _)) = body {
         push_header(&mut out, "Content-Type", ct);
     }
     let bytes = body.map(|(_, b)| b).unwrap_or(&[]);
-    push_header(&mut out, "Content-Length", &bytes.len().to_string());
+    header_fmt(&mut out, "Content-Length", format_args!("{}", bytes.len()));
     out.push_str("\r\n");
-    let mut buf = Vec::with_capacity(out.len() + bytes.len());
-    buf.extend_from_slice(out.as_bytes());
+    let mut buf = out.into_bytes();
     buf.extend_from_slice(bytes);
     Bytes::from(buf)
 }

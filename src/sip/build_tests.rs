@@ -164,6 +164,27 @@ fn notify_params<'a>(
     }
 }
 
+#[test]
+fn injected_line_breaks_in_notify_fields_are_neutralised() {
+    let event: Event = "presence".parse().unwrap();
+    let state = SubscriptionState::active(60);
+    let mut p = notify_params(&[], &event, &state, None, &[]);
+    p.from_uri = "sip:bob@example.com>\r\nX-Evil: 1\r\nX: <x";
+    p.to_tag = "a1\nX-Evil: 2";
+    p.contact = "sip:10.0.0.1\r\nX-Evil: 3";
+    p.call_id = "sub-1\r\nX-Evil: 4";
+    let out = OutRequest::notify(&p, "ua\r\nX-Evil: 5");
+    let text = String::from_utf8(out.bytes.to_vec()).unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert!(!lines.iter().any(|l| l.starts_with('X')), "{text}");
+    assert!(!text.contains('\n') || text.matches('\n').count() == lines.len() - 1);
+    assert!(lines.contains(&"Call-ID: sub-1  X-Evil: 4"), "{text}");
+    assert!(
+        lines.contains(&"To: <sip:alice@example.com>;tag=a1 X-Evil: 2"),
+        "{text}"
+    );
+}
+
 fn notify_request(bytes: &[u8]) -> Request {
     match parse(bytes) {
         Ok(Message::Request(r)) => r,
