@@ -306,11 +306,9 @@ fn has_lr(uri: &str) -> bool {
 
 /// Removes CR and LF so a value can never end a header line early.
 fn clean(s: &str) -> String {
-    if s.contains(['\r', '\n']) {
-        s.replace(['\r', '\n'], " ")
-    } else {
-        s.to_string()
-    }
+    let mut out = String::with_capacity(s.len());
+    Clean(&mut out).push(s);
+    out
 }
 
 fn push_header(out: &mut String, name: &str, value: &str) {
@@ -329,7 +327,7 @@ fn header_fmt(out: &mut String, name: &str, value: fmt::Arguments<'_>) {
     out.push_str("\r\n");
 }
 
-/// Writes into a String with CR and LF replaced by spaces (see [`clean`]).
+/// Writes into a String with CR and LF replaced by spaces (the one place that does).
 struct Clean<'a>(&'a mut String);
 
 impl Clean<'_> {

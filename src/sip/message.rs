@@ -222,7 +222,7 @@ fn find_header<'a>(headers: &'a [(HeaderName, String)], name: &str) -> Option<&'
     let name = canonical_name(name);
     headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
 
@@ -233,7 +233,7 @@ fn header_values<'a>(
     let name = canonical_name(name);
     headers
         .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(&name))
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
 }
 

@@ -160,8 +160,8 @@ fn expand_compact(c: u8) -> Option<&'static str> {
 
 /// The canonical name of a header: compact forms expanded, known names in their standard
 /// spelling (`call-id` → `Call-ID`), unknown names unchanged.
-pub(crate) fn canonical_name(name: &str) -> Cow<'_, str> {
-    Cow::Borrowed(name_of(name).as_str())
+pub(crate) fn canonical_name(name: &str) -> &str {
+    name_of(name).as_str()
 }
 
 /// [`canonical_name`], telling a known name from an unknown one.
