@@ -398,7 +398,6 @@ pub async fn start_with_hooks(
     };
 
     for s in udp_sockets {
-        let local = s.local_addr().ok();
         let (max, router, sender, metrics, shutdown_rx) = (
             cfg.sip.max_message_size,
             router.clone(),
@@ -407,10 +406,7 @@ pub async fn start_with_hooks(
             shutdown_rx.clone(),
         );
         arbiters[0].spawn(async move {
-            match tokio::net::UdpSocket::from_std(s) {
-                Ok(sock) => spawn_udp_listener(sock, max, router, sender, metrics, shutdown_rx),
-                Err(e) => tracing::error!(addr = ?local, error = %e, "UDP listener not started"),
-            }
+            spawn_udp_listener(s, max, router, sender, metrics, shutdown_rx);
         });
     }
     for l in tcp_listeners {

@@ -2,10 +2,20 @@
 //! line (SPEC §2 `max_message_size`) and counted (`presenced_limit_hits_total{limit=
 //! "message_size"}`); everything else goes through [`super::handle_bytes`]. Also sizes the
 //! socket's kernel receive buffer (`[sip] udp_recv_buffer`).
+//!
+//! The socket is registered with the reactor for readability only. A socket registered for
+//! writability too (as `tokio::net::UdpSocket` is) gets an edge-triggered `EPOLLOUT` each
+//! time a peer consumes one of the datagrams it sent (the kernel signals write space when
+//! the datagram's buffer is freed), which wakes a sleeping Arbiter for nothing: about one
+//! spurious wake-up per answer under load. Sends never wait (UDP, `send_to` on a
+//! non-blocking socket), so nothing needs write readiness.
 
+use std::io::ErrorKind;
+use std::net::UdpSocket;
 use std::sync::Arc;
 
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::watch;
 
 use super::{handle_bytes, Dispatch, Proto, SipSender, Source};
@@ -40,8 +50,9 @@ pub fn size_recv_buffer(socket: &std::net::UdpSocket, want: usize) -> std::io::R
     })
 }
 
-/// Spawns the receive loop of `socket` on the current arbiter. It ends when `shutdown` turns
-/// true or the socket fails. Oversized datagrams are counted in `metrics`.
+/// Spawns the receive loop of the non-blocking `socket` on the current arbiter (which must
+/// run a Tokio reactor). It ends when `shutdown` turns true or the socket cannot be
+/// registered. Oversized datagrams are counted in `metrics`.
 pub fn spawn_udp_listener(
     socket: UdpSocket,
     max_message_size: usize,
@@ -51,11 +62,23 @@ pub fn spawn_udp_listener(
     mut shutdown: watch::Receiver<bool>,
 ) {
     actix_rt::spawn(async move {
+        let local = socket.local_addr().ok();
+        // SAFETY: the `AsyncFd` owns the socket, so its descriptor stays open and the same
+        // for the whole life of the registration (what `register_with_interest` requires).
+        let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
+        let socket = match registered {
+            Ok(s) => s,
+            Err(e) => {
+                let (_, e) = e.into_parts();
+                tracing::error!(addr = ?local, error = %e, "UDP listener not started");
+                return;
+            }
+        };
         // One byte more than allowed, so an oversized datagram is recognised as such.
         let mut buf = vec![0u8; max_message_size + 1];
         loop {
             let received = tokio::select! {
-                r = socket.recv_from(&mut buf) => r,
+                r = recv_from(&socket, &mut buf) => r,
                 _ = shutdown.changed() => break,
             };
             let (n, addr) = match received {
@@ -81,6 +104,21 @@ pub fn spawn_udp_listener(
         }
         tracing::debug!("udp listener stopped");
     });
+}
+
+/// One datagram from `socket`, waiting for readability when none is queued.
+async fn recv_from(
+    socket: &AsyncFd<UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, std::net::SocketAddr)> {
+    loop {
+        let mut ready = socket.readable().await?;
+        match ready.try_io(|s| s.get_ref().recv_from(buf)) {
+            Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => continue,
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
 }
 
 #[cfg(test)]
