@@ -20,7 +20,8 @@
 //! this tool; every address it sends to is loopback. Output: `name value unit` lines on
 //! stdout, then one JSON line; progress goes to stderr. Modules: `load/engine.rs` (sender,
 //! receivers, counters), `load/msg.rs` (requests, echo responder), `load/runs.rs` (stepping,
-//! hold), `load/fanout.rs` (fanout, cluster), `load/report.rs` (output, /proc readers).
+//! hold), `load/fanout.rs` (fanout, cluster), `load/report.rs` (output, /proc readers),
+//! `load/scan.rs` (what is read from a datagram, the 200 that answers a NOTIFY).
 
 #[path = "load/engine.rs"]
 mod engine;
@@ -32,6 +33,8 @@ mod msg;
 mod report;
 #[path = "load/runs.rs"]
 mod runs;
+#[path = "load/scan.rs"]
+mod scan;
 
 use std::net::SocketAddr;
 

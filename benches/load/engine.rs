@@ -7,18 +7,65 @@
 //! from the first request to the end of the second leg. Every NOTIFY received is answered
 //! 200. A [`Watch`] records when NOTIFYs carrying a marker reach a set of dialogs (fan-out
 //! and cluster scenarios).
+//!
+//! The client sockets are registered with the reactor for readability only ([`Sock`]): a
+//! socket registered for writability too gets an edge-triggered write-space event each time
+//! the server consumes one of its datagrams, which wakes the tool for nothing and takes CPU
+//! from the server it measures. Sends never wait: a datagram the kernel will not take
+//! (send buffer full) fails its transaction.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use presenced::sip::{Message, Method, OutResponse};
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use crate::msg::{build, parse_id, second_leg};
 use crate::report::udp_drops;
+use crate::scan::scan;
 use crate::Flow;
+
+/// A non-blocking client socket on 127.0.0.1, registered for readability only.
+pub(crate) struct Sock(AsyncFd<UdpSocket>);
+
+impl Sock {
+    /// Binds a socket with `buffer`-byte kernel receive and send buffers.
+    fn bind(buffer: usize) -> std::io::Result<Sock> {
+        let s = UdpSocket::bind("127.0.0.1:0")?;
+        s.set_nonblocking(true)?;
+        let r = socket2::SockRef::from(&s);
+        r.set_recv_buffer_size(buffer)?;
+        r.set_send_buffer_size(buffer)?;
+        // SAFETY: the `AsyncFd` owns the socket, so its descriptor stays open and the same
+        // for the whole life of the registration.
+        let fd = unsafe { AsyncFd::register_with_interest(s, Interest::READABLE) };
+        fd.map(Sock).map_err(|e| e.into_parts().1)
+    }
+
+    pub(crate) fn local_port(&self) -> u16 {
+        self.0.get_ref().local_addr().map_or(0, |a| a.port())
+    }
+
+    /// Sends one datagram without waiting.
+    pub(crate) fn send_to(&self, bytes: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+        self.0.get_ref().send_to(bytes, to)
+    }
+
+    /// The next datagram, waiting for one when none is queued.
+    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|s| s.get_ref().recv_from(buf)) {
+                Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => continue,
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
 
 /// One outstanding transaction.
 struct Pending {
@@ -193,7 +240,7 @@ pub(crate) fn lock(st: &Mutex<State>) -> MutexGuard<'_, State> {
 
 /// Everything a run needs.
 pub(crate) struct Ctx {
-    pub(crate) socks: Vec<Arc<UdpSocket>>,
+    pub(crate) socks: Vec<Arc<Sock>>,
     pub(crate) ports: Vec<u16>,
     server: SocketAddr,
     pub(crate) st: Arc<Mutex<State>>,
@@ -217,9 +264,8 @@ impl Ctx {
         let run = format!("{:08x}", rand::random::<u32>());
         let (mut socks, mut ports) = (Vec::new(), Vec::new());
         for _ in 0..n.max(1) {
-            let s = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-            socket2::SockRef::from(&*s).set_recv_buffer_size(recv_buffer)?;
-            ports.push(s.local_addr()?.port());
+            let s = Arc::new(Sock::bind(recv_buffer)?);
+            ports.push(s.local_port());
             tokio::spawn(receiver(s.clone(), st.clone(), run.clone(), flow, server));
             socks.push(s);
         }
@@ -290,11 +336,7 @@ impl Ctx {
                     st.order.push_back((id, now));
                     st.steps[idx].sent += 1;
                 }
-                if self.socks[k]
-                    .send_to(msg.as_bytes(), self.server)
-                    .await
-                    .is_err()
-                {
+                if self.socks[k].send_to(msg.as_bytes(), self.server).is_err() {
                     lock(&self.st).fail(id, 0);
                 }
                 sent += 1;
@@ -334,57 +376,52 @@ impl Ctx {
 /// Receives on one socket: responses resolve transactions (or start their second leg),
 /// NOTIFYs are answered 200 and fed to the transaction and to the [`Watch`].
 async fn receiver(
-    sock: Arc<UdpSocket>,
+    sock: Arc<Sock>,
     st: Arc<Mutex<State>>,
     run: String,
     flow: Flow,
     server: SocketAddr,
 ) {
     let mut buf = vec![0u8; 65_536];
-    let port = sock.local_addr().map(|a| a.port()).unwrap_or(0);
+    let port = sock.local_port();
     loop {
         let Ok((n, from)) = sock.recv_from(&mut buf).await else {
             tokio::task::yield_now().await;
             continue;
         };
-        lock(&st).last_rx = Some(Instant::now());
-        let follow = match presenced::sip::parse(&buf[..n]) {
-            Ok(Message::Response(r)) if r.status >= 200 => match parse_id(&r.call_id, &run) {
-                Some(id) => {
-                    lock(&st).on_final(id, r.cseq.seq, r.status, r.header("SIP-ETag"), flow)
-                }
-                None => None,
-            },
-            Ok(Message::Response(_)) => None,
-            Ok(Message::Request(req)) => {
-                let ok = OutResponse::to(&req, 200, "OK", from).encode("");
-                let _ = sock.send_to(&ok, from).await;
-                match (req.method == Method::Notify, parse_id(&req.call_id, &run)) {
-                    (true, Some(id)) => {
-                        let now = Instant::now();
-                        let terminated = req
-                            .header("Subscription-State")
-                            .is_some_and(|v| v.trim_start().starts_with("terminated"));
-                        let mut st = lock(&st);
-                        if let Some(w) = st.watch.as_mut() {
-                            let body = String::from_utf8_lossy(&req.body);
-                            if body.contains(w.marker.as_str()) && w.waiting.remove(&id) {
-                                w.last = Some(now);
-                            }
-                        }
-                        st.on_notify(id, terminated, req.from.tag.as_deref(), flow)
-                    }
-                    _ => None,
-                }
-            }
-            Err(_) => {
-                lock(&st).unparsable += 1;
-                None
-            }
+        let now = Instant::now();
+        let Some(m) = scan(&buf[..n]) else {
+            let mut st = lock(&st);
+            st.last_rx = Some(now);
+            st.unparsable += 1;
+            continue;
         };
+        if m.status.is_none() {
+            let _ = sock.send_to(&m.ok(), from);
+        }
+        let id = parse_id(m.call_id, &run);
+        let mut g = lock(&st);
+        g.last_rx = Some(now);
+        let follow = match (m.status, id) {
+            (Some(status), Some(id)) if status >= 200 => {
+                g.on_final(id, m.cseq, status, m.etag, flow)
+            }
+            (None, Some(id)) if m.method == "NOTIFY" => {
+                let terminated = m.sub_state.is_some_and(|v| v.starts_with("terminated"));
+                if let Some(w) = g.watch.as_mut() {
+                    let marker = w.marker.as_bytes();
+                    if memchr::memmem::find(m.body, marker).is_some() && w.waiting.remove(&id) {
+                        w.last = Some(now);
+                    }
+                }
+                g.on_notify(id, terminated, m.from_tag, flow)
+            }
+            _ => None,
+        };
+        drop(g);
         if let Some((id, u, tag)) = follow {
             if let Some(msg) = second_leg(flow, &run, id, u, port, &tag) {
-                if sock.send_to(msg.as_bytes(), server).await.is_err() {
+                if sock.send_to(msg.as_bytes(), server).is_err() {
                     lock(&st).fail(id, 0);
                 }
             }
