@@ -15,13 +15,11 @@
 //! (send buffer full) fails its transaction.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use presenced::transport::ReadableUdp;
 
 use crate::msg::{build, parse_id, second_leg};
 use crate::report::udp_drops;
@@ -29,7 +27,7 @@ use crate::scan::scan;
 use crate::Flow;
 
 /// A non-blocking client socket on 127.0.0.1, registered for readability only.
-pub(crate) struct Sock(AsyncFd<UdpSocket>);
+pub(crate) struct Sock(ReadableUdp);
 
 impl Sock {
     /// Binds a socket with `buffer`-byte kernel receive and send buffers.
@@ -39,10 +37,7 @@ impl Sock {
         let r = socket2::SockRef::from(&s);
         r.set_recv_buffer_size(buffer)?;
         r.set_send_buffer_size(buffer)?;
-        // SAFETY: the `AsyncFd` owns the socket, so its descriptor stays open and the same
-        // for the whole life of the registration.
-        let fd = unsafe { AsyncFd::register_with_interest(s, Interest::READABLE) };
-        fd.map(Sock).map_err(|e| e.into_parts().1)
+        ReadableUdp::register(s).map(Sock)
     }
 
     pub(crate) fn local_port(&self) -> u16 {
@@ -52,18 +47,6 @@ impl Sock {
     /// Sends one datagram without waiting.
     pub(crate) fn send_to(&self, bytes: &[u8], to: SocketAddr) -> std::io::Result<usize> {
         self.0.get_ref().send_to(bytes, to)
-    }
-
-    /// The next datagram, waiting for one when none is queued.
-    async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-        loop {
-            let mut ready = self.0.readable().await?;
-            match ready.try_io(|s| s.get_ref().recv_from(buf)) {
-                Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => continue,
-                Ok(r) => return r,
-                Err(_would_block) => continue,
-            }
-        }
     }
 }
 
@@ -385,7 +368,7 @@ async fn receiver(
     let mut buf = vec![0u8; 65_536];
     let port = sock.local_port();
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+        let Ok((n, from)) = sock.0.recv_from(&mut buf).await else {
             tokio::task::yield_now().await;
             continue;
         };

@@ -23,8 +23,8 @@ pub(crate) struct Scanned<'a> {
     pub(crate) body: &'a [u8],
     /// The lines a response to this request copies (Via, From, To, Call-ID, CSeq).
     copy: Vec<&'a str>,
-    /// Whether the To line carries a tag.
-    to_tagged: bool,
+    /// The index in `copy` of a To line without a tag (the 200 adds one).
+    untagged_to: Option<usize>,
 }
 
 /// Scans `buf`; `None` when it is not a SIP message the tool can act on.
@@ -48,7 +48,7 @@ pub(crate) fn scan(buf: &[u8]) -> Option<Scanned<'_>> {
         from_tag: None,
         body,
         copy: Vec::new(),
-        to_tagged: false,
+        untagged_to: None,
     };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -65,7 +65,9 @@ pub(crate) fn scan(buf: &[u8]) -> Option<Scanned<'_>> {
             s.from_tag = tag_of(value);
             s.copy.push(line);
         } else if is("To", "t") {
-            s.to_tagged = tag_of(value).is_some();
+            if tag_of(value).is_none() {
+                s.untagged_to = Some(s.copy.len());
+            }
             s.copy.push(line);
         } else if is("Call-ID", "i") {
             s.call_id = value;
@@ -102,12 +104,9 @@ impl Scanned<'_> {
     pub(crate) fn ok(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(b"SIP/2.0 200 OK\r\n");
-        for line in &self.copy {
+        for (i, line) in self.copy.iter().enumerate() {
             out.extend_from_slice(line.as_bytes());
-            let to = line.split_once(':').map(|(n, _)| n.trim_end());
-            if !self.to_tagged
-                && to.is_some_and(|n| n.eq_ignore_ascii_case("To") || n.eq_ignore_ascii_case("t"))
-            {
+            if self.untagged_to == Some(i) {
                 out.extend_from_slice(b";tag=load");
             }
             out.extend_from_slice(b"\r\n");

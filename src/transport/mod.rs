@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 pub use sender::{SipSender, Target};
 pub use tcp::{spawn_tcp_listener, TcpConnections, TcpLimits};
-pub use udp::{size_recv_buffer, spawn_udp_listener, RecvBuffer};
+pub use udp::{size_recv_buffer, spawn_udp_listener, ReadableUdp, RecvBuffer};
 
 use crate::sip::Message;
 

@@ -11,7 +11,7 @@
 //! non-blocking socket), so nothing needs write readiness.
 
 use std::io::ErrorKind;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
@@ -63,13 +63,9 @@ pub fn spawn_udp_listener(
 ) {
     actix_rt::spawn(async move {
         let local = socket.local_addr().ok();
-        // SAFETY: the `AsyncFd` owns the socket, so its descriptor stays open and the same
-        // for the whole life of the registration (what `register_with_interest` requires).
-        let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
-        let socket = match registered {
+        let socket = match ReadableUdp::register(socket) {
             Ok(s) => s,
             Err(e) => {
-                let (_, e) = e.into_parts();
                 tracing::error!(addr = ?local, error = %e, "UDP listener not started");
                 return;
             }
@@ -78,7 +74,7 @@ pub fn spawn_udp_listener(
         let mut buf = vec![0u8; max_message_size + 1];
         loop {
             let received = tokio::select! {
-                r = recv_from(&socket, &mut buf) => r,
+                r = socket.recv_from(&mut buf) => r,
                 _ = shutdown.changed() => break,
             };
             let (n, addr) = match received {
@@ -106,17 +102,34 @@ pub fn spawn_udp_listener(
     });
 }
 
-/// One datagram from `socket`, waiting for readability when none is queued.
-async fn recv_from(
-    socket: &AsyncFd<UdpSocket>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, std::net::SocketAddr)> {
-    loop {
-        let mut ready = socket.readable().await?;
-        match ready.try_io(|s| s.get_ref().recv_from(buf)) {
-            Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => continue,
-            Ok(r) => return r,
-            Err(_would_block) => continue,
+/// A non-blocking UDP socket registered with the current Tokio reactor for readability only
+/// (see the module comment for why not for writability). Used by the listener and by the
+/// load tool, which shares the machine with the server it measures.
+pub struct ReadableUdp(AsyncFd<UdpSocket>);
+
+impl ReadableUdp {
+    /// Registers the non-blocking `socket`; must be called inside a Tokio runtime.
+    pub fn register(socket: UdpSocket) -> std::io::Result<ReadableUdp> {
+        // SAFETY: the `AsyncFd` owns the socket, so its descriptor stays open and the same
+        // for the whole life of the registration (what `register_with_interest` requires).
+        let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
+        registered.map(ReadableUdp).map_err(|e| e.into_parts().1)
+    }
+
+    /// The socket itself (for `send_to`, which never waits on UDP, and `local_addr`).
+    pub fn get_ref(&self) -> &UdpSocket {
+        self.0.get_ref()
+    }
+
+    /// The next datagram, waiting for readability when none is queued.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|s| s.get_ref().recv_from(buf)) {
+                Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => continue,
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
         }
     }
 }
