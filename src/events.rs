@@ -74,13 +74,14 @@ impl EventBus {
         self.tx.receiver_count() > 0
     }
 
-    /// Publishes an event (dropped when nobody listens).
+    /// Publishes an event (dropped when nobody listens). `detail` is built only when
+    /// someone listens: most nodes run with no listener, and a JSON map per NOTIFY costs.
     pub fn emit(
         &self,
         kind: &'static str,
         presentity: &str,
         event: &str,
-        detail: serde_json::Value,
+        detail: impl FnOnce() -> serde_json::Value,
     ) {
         if !self.active() {
             return;
@@ -90,7 +91,7 @@ impl EventBus {
             kind,
             presentity: presentity.to_string(),
             event: event.to_string(),
-            detail,
+            detail: detail(),
         };
         let _ = self.tx.send(Arc::new(e));
     }
@@ -109,14 +110,14 @@ mod tests {
     fn events_reach_listeners_and_cost_nothing_without_them() {
         let bus = EventBus::default();
         assert!(!bus.active());
-        bus.emit("publish", "sip:a@b", "presence", serde_json::json!({}));
+        bus.emit("publish", "sip:a@b", "presence", || serde_json::json!({}));
         let mut rx = bus.subscribe();
         assert!(bus.active());
         bus.emit(
             "notify",
             "sip:a@b",
             "presence",
-            serde_json::json!({"cseq": 2}),
+            || serde_json::json!({"cseq": 2}),
         );
         let e = rx.try_recv().unwrap();
         assert_eq!((e.kind, e.detail["cseq"].as_u64()), ("notify", Some(2)));

@@ -116,7 +116,7 @@ impl NodeCtx {
             return Some(Rejection {
                 status: 503,
                 reason: "Service Unavailable".into(),
-                headers: vec![("Retry-After".into(), self.retry_after.to_string())],
+                headers: vec![("Retry-After", self.retry_after.to_string())],
             });
         }
         let held = self.watcher_subs.count(watcher) as usize;

@@ -39,8 +39,11 @@ pub struct PresentityActor {
     core: Presentity,
     pkg: Arc<dyn EventPackage>,
     ctx: Arc<NodeCtx>,
-    /// The composed document, recomputed once per change.
+    /// The composed document, recomputed on the first read after a change
+    /// ([`Self::fresh_composed`]): a presentity nobody watches is never composed.
     composed: Option<Body>,
+    /// A publication changed since `composed` was computed.
+    stale: bool,
     watchers: Watchers,
     /// The polite-block document (RFC 5025 §3.2.1) of this presentity.
     neutral: Body,
@@ -94,6 +97,7 @@ impl PresentityActor {
                 pkg,
                 ctx,
                 composed: None,
+                stale: false,
                 watchers: Watchers::default(),
                 rules: None,
                 rules_loaded: false,
@@ -109,14 +113,27 @@ impl PresentityActor {
         })
     }
 
+    /// Marks the composed document out of date (a publication changed). Composing costs as
+    /// much as the rest of a PUBLISH; most presentities have no watcher when they publish.
     fn recompose(&mut self) {
-        self.composed = self
-            .core
-            .compose(self.pkg.as_ref(), &self.ctx.publish.order);
+        self.stale = true;
+    }
+
+    /// Brings `composed` up to date; called before every read of it.
+    fn fresh_composed(&mut self) {
+        if std::mem::take(&mut self.stale) {
+            self.composed = self
+                .core
+                .compose(self.pkg.as_ref(), &self.ctx.publish.order);
+        }
     }
 
     /// Sends the composed document to every authorized watcher except `skip`.
     fn fan_out(&mut self, skip: Option<&PresentityUri>) {
+        if self.watchers.state_watchers() == 0 {
+            return;
+        }
+        self.fresh_composed();
         let waker = self.waker();
         self.watchers
             .fan_out(&self.composed, &self.neutral, skip, &waker);
@@ -150,6 +167,7 @@ impl PresentityActor {
                     this.timer = None;
                     let _ = this.on_expiry_timer();
                     let waker = this.waker();
+                    this.fresh_composed();
                     this.watchers
                         .wake_expired(clock::now(), &this.composed, &this.neutral, &waker);
                     this.after_message(ctx);
@@ -338,7 +356,7 @@ impl Handler<Publish> for PresentityActor {
                     "publish",
                     self.core.uri().as_str(),
                     self.core.event().as_str(),
-                    serde_json::json!({"etag": out.etag.as_str(), "expires": out.expires, "changed": out.changed}),
+                    || serde_json::json!({"etag": out.etag.as_str(), "expires": out.expires, "changed": out.changed}),
                 );
                 self.persist_changes(&before, &out.etag);
                 self.replicate(if_match.as_ref(), &out.etag);
@@ -408,6 +426,7 @@ impl Handler<Watch> for PresentityActor {
         let body = if decision.neutral_body {
             Some(self.neutral.clone())
         } else {
+            self.fresh_composed();
             self.composed.clone()
         };
         let (uri, expires_at) = (dialog.watcher.clone(), dialog.expires_at);
@@ -462,6 +481,9 @@ impl Handler<SnapshotPresentity> for PresentityActor {
     fn handle(&mut self, msg: SnapshotPresentity, _: &mut Context<Self>) -> Self::Result {
         // `brief` (mailbox sampling): counts only, nothing cloned.
         let full = !msg.brief;
+        if full {
+            self.fresh_composed();
+        }
         MessageResult(PresentityView {
             uri: self.core.uri().to_string(),
             event: self.core.event().to_string(),
@@ -494,6 +516,7 @@ impl Handler<RefreshWatchers> for PresentityActor {
 
     fn handle(&mut self, _: RefreshWatchers, ctx: &mut Context<Self>) -> usize {
         self.recompose();
+        self.fresh_composed();
         let waker = self.waker();
         let n = self
             .watchers

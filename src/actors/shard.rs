@@ -376,7 +376,7 @@ impl Shard {
         let mut rej = rejection(status, reason);
         if status != 481 {
             rej.headers
-                .push(("Retry-After".into(), self.ctx.retry_after.to_string()));
+                .push(("Retry-After", self.ctx.retry_after.to_string()));
         }
         reply.reject(&rej);
     }

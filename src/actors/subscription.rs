@@ -161,7 +161,7 @@ impl SubscriptionActor {
             "subscription-created",
             d.presentity.as_str(),
             d.event.as_str(),
-            serde_json::json!({"dialog": d.id.local_tag, "watcher": d.watcher.as_str(), "status": d.status.as_str()}),
+            || serde_json::json!({"dialog": d.id.local_tag, "watcher": d.watcher.as_str(), "status": d.status.as_str()}),
         );
         if let Some(reply) = self.first_reply.take() {
             let expires = clock::now().secs_until(d.expires_at);
@@ -284,7 +284,7 @@ impl SubscriptionActor {
             "subscription-terminated",
             d.presentity.as_str(),
             d.event.as_str(),
-            serde_json::json!({"dialog": d.id.local_tag, "watcher": d.watcher.as_str(), "reason": d.reason}),
+            || serde_json::json!({"dialog": d.id.local_tag, "watcher": d.watcher.as_str(), "reason": d.reason}),
         );
         self.presentity.do_send(Unwatch {
             tag: d.id.local_tag.clone(),
@@ -452,7 +452,7 @@ impl Handler<Refresh> for SubscriptionActor {
                     "subscription-refreshed",
                     self.core.dialog().presentity.as_str(),
                     self.core.dialog().event.as_str(),
-                    serde_json::json!({"dialog": self.core.dialog().id.local_tag, "expires": expires}),
+                    || serde_json::json!({"dialog": self.core.dialog().id.local_tag, "expires": expires}),
                 );
                 self.presentity.do_send(WatcherRefreshed {
                     tag: self.core.dialog().id.local_tag.clone(),

@@ -39,7 +39,7 @@ pub struct Rejection {
     /// Reason phrase.
     pub reason: String,
     /// Extra headers (Allow-Events, Min-Expires, …).
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Rejection {
@@ -54,7 +54,7 @@ impl Rejection {
     fn bad_event(packages: &PackageRegistry) -> Self {
         let mut r = Rejection::new(489, "Bad Event");
         r.headers
-            .push(("Allow-Events".into(), packages.event_list().join(", ")));
+            .push(("Allow-Events", packages.event_list().join(", ")));
         r
     }
 }
@@ -122,8 +122,7 @@ fn expires_of(
         ExpiresDecision::Use(s) => Ok(s),
         ExpiresDecision::TooBrief { min_expires } => {
             let mut r = Rejection::new(423, "Interval Too Brief");
-            r.headers
-                .push(("Min-Expires".into(), min_expires.to_string()));
+            r.headers.push(("Min-Expires", min_expires.to_string()));
             Err(r)
         }
     }

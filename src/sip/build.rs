@@ -26,7 +26,7 @@ pub struct OutResponse {
     to_has_tag: bool,
     call_id: String,
     cseq: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<(&'static str, String)>,
     body: Option<(String, Bytes)>,
 }
 
@@ -53,7 +53,7 @@ impl OutResponse {
             headers: req
                 .record_route
                 .iter()
-                .map(|r| ("Record-Route".to_string(), clean(r)))
+                .map(|r| ("Record-Route", clean(r)))
                 .collect(),
             body: None,
         }
@@ -94,8 +94,12 @@ impl OutResponse {
     }
 
     /// Appends an extra header (`Allow`, `Min-Expires`, `SIP-ETag`, `Expires`, …).
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((clean(name), clean(&value.into())));
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        let mut value = value.into();
+        if has_line_break(&value) {
+            value = clean(&value);
+        }
+        self.headers.push((name, value));
         self
     }
 
@@ -330,9 +334,14 @@ fn header_fmt(out: &mut String, name: &str, value: fmt::Arguments<'_>) {
 /// Writes into a String with CR and LF replaced by spaces (the one place that does).
 struct Clean<'a>(&'a mut String);
 
+/// Whether `s` holds a CR or an LF (one vectorised scan; header values rarely do).
+fn has_line_break(s: &str) -> bool {
+    memchr::memchr2(b'\r', b'\n', s.as_bytes()).is_some()
+}
+
 impl Clean<'_> {
     fn push(&mut self, s: &str) {
-        if s.contains(['\r', '\n']) {
+        if has_line_break(s) {
             self.0.extend(
                 s.chars()
                     .map(|c| if c == '\r' || c == '\n' { ' ' } else { c }),

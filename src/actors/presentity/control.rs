@@ -45,6 +45,9 @@ impl PresentityActor {
             return Decision::active();
         }
         let sphere_check = self.ctx.sphere_check;
+        if sphere_check {
+            self.fresh_composed();
+        }
         let sphere = sphere_check
             .then(|| self.composed.as_ref().and_then(|b| sphere_of(&b.bytes)))
             .flatten();
@@ -102,6 +105,7 @@ impl Handler<UpdateWatchers> for PresentityActor {
             .collect();
         let uri = self.core.uri().clone();
         let waker = self.waker();
+        self.fresh_composed();
         let changed = self.watchers.reevaluate(
             |w| {
                 decisions

@@ -72,7 +72,10 @@ impl Handler<RestoreWatch> for PresentityActor {
             let body = match (winfo, neutral) {
                 (true, _) => Some(self.watchers.winfo_full(now, self.core.uri())),
                 (false, true) => Some(self.neutral.clone()),
-                (false, false) => self.composed.clone(),
+                (false, false) => {
+                    self.fresh_composed();
+                    self.composed.clone()
+                }
             };
             let addr = SubscriptionActor::start_restored(
                 d,
@@ -138,6 +141,7 @@ impl Handler<ToDialog> for PresentityActor {
     fn handle(&mut self, msg: ToDialog, ctx: &mut Context<Self>) {
         self.handled += 1;
         let waker = self.waker();
+        self.fresh_composed();
         let left = self
             .watchers
             .deliver(&msg.tag, msg.msg, &self.composed, &self.neutral, &waker);
@@ -234,6 +238,7 @@ impl PresentityActor {
         res: Result<Option<DialogState>, StoreError>,
         ctx: &mut Context<Self>,
     ) {
+        self.fresh_composed();
         let body = match self.watchers.get(tag) {
             Some(w) if w.neutral => Some(self.neutral.clone()),
             Some(_) => self.composed.clone(),

@@ -25,7 +25,7 @@ impl SubscriptionActor {
             "notify",
             d.presentity.as_str(),
             d.event.as_str(),
-            serde_json::json!({"dialog": d.id.local_tag, "cseq": spec.cseq, "state": spec.state.as_str(), "reason": spec.reason, "body": spec.body.is_some()}),
+            || serde_json::json!({"dialog": d.id.local_tag, "cseq": spec.cseq, "state": spec.state.as_str(), "reason": spec.reason, "body": spec.body.is_some()}),
         );
         let Some(target) = next_hop(d) else {
             tracing::info!(dialog = %d.id, contact = %d.contact, "NOTIFY not sent: unusable remote target");
@@ -119,7 +119,7 @@ impl Handler<NotifyResponse> for SubscriptionActor {
             "notify-reply",
             d.presentity.as_str(),
             d.event.as_str(),
-            serde_json::json!({"dialog": d.id.local_tag, "cseq": msg.cseq, "status": msg.status, "reason": msg.reason}),
+            || serde_json::json!({"dialog": d.id.local_tag, "cseq": msg.cseq, "status": msg.status, "reason": msg.reason}),
         );
         let delete = self.ctx.notify_reply_hook.as_ref().is_some_and(|hook| {
             hook(&NotifyReplyInfo {
