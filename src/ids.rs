@@ -31,15 +31,19 @@ pub struct PresentityUri(String);
 impl PresentityUri {
     /// Builds the normalised form from its parts.
     pub fn from_parts(scheme: &str, user: Option<&str>, host: &str, mode: UriMatch) -> Self {
-        let scheme = scheme.to_ascii_lowercase();
-        let host = host.to_ascii_lowercase();
-        let s = match user {
-            Some(u) if mode == UriMatch::CaseInsensitive => {
-                format!("{scheme}:{}@{host}", u.to_ascii_lowercase())
+        // One allocation: this runs for every PUBLISH and SUBSCRIBE (Request-URI, From).
+        let len = scheme.len() + 1 + user.map_or(0, |u| u.len() + 1) + host.len();
+        let mut s = String::with_capacity(len);
+        push_lower(&mut s, scheme);
+        s.push(':');
+        if let Some(u) = user {
+            match mode {
+                UriMatch::CaseInsensitive => push_lower(&mut s, u),
+                UriMatch::CaseSensitive => s.push_str(u),
             }
-            Some(u) => format!("{scheme}:{u}@{host}"),
-            None => format!("{scheme}:{host}"),
-        };
+            s.push('@');
+        }
+        push_lower(&mut s, host);
         PresentityUri(s)
     }
 
@@ -69,15 +73,20 @@ impl PresentityUri {
             Some((u, h)) => (Some(u.split(':').next().unwrap_or(u)), h),
             None => (None, rest),
         };
-        let host = if let Some(v6) = hostport.strip_prefix('[') {
-            format!("[{}]", v6.split(']').next().unwrap_or(""))
-        } else {
-            hostport.split(':').next().unwrap_or("").to_string()
+        let host = match hostport.strip_prefix('[') {
+            // `[` … `]` kept: the bracketed IPv6 reference is the host.
+            Some(v6) => &hostport[..v6.find(']').map_or(hostport.len(), |i| i + 2)],
+            None => hostport.split(':').next().unwrap_or(""),
         };
-        if host.is_empty() || host == "[]" || user == Some("") {
+        if host.is_empty() || host == "[" || host == "[]" || user == Some("") {
             return None;
         }
-        Some(Self::from_parts(scheme, user, &host, mode))
+        if host.starts_with('[') && !host.ends_with(']') {
+            // `[::1` without its closing bracket: as before, the host reads `[::1]`.
+            let closed = format!("{host}]");
+            return Some(Self::from_parts(scheme, user, &closed, mode));
+        }
+        Some(Self::from_parts(scheme, user, host, mode))
     }
 
     /// A URI text that was normalised before (read back from our own store keys).
@@ -223,6 +232,11 @@ fn random_hex(bytes: usize) -> String {
     s
 }
 
+/// Appends `s` in ASCII lower case.
+fn push_lower(out: &mut String, s: &str) {
+    out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +262,14 @@ mod tests {
         assert!(PresentityUri::parse("psip:Alireyeen\r;x", UriMatch::CaseInsensitive).is_none());
         let w = PresentityUri::parse("sip:bob@[::1]:5070", UriMatch::CaseSensitive).unwrap();
         assert_eq!(w.as_str(), "sip:bob@[::1]");
+        // The IPv6 edge cases of the one-allocation builder: an unclosed reference reads as
+        // closed, an empty one is no host; the host is lower-cased, the user kept.
+        let x = PresentityUri::parse("SIP:Bob@[FE80::1", UriMatch::CaseSensitive).unwrap();
+        assert_eq!(x.as_str(), "sip:Bob@[fe80::1]");
+        assert!(PresentityUri::parse("sip:bob@[]:5060", UriMatch::CaseSensitive).is_none());
+        assert!(PresentityUri::parse("sip:bob@[", UriMatch::CaseSensitive).is_none());
+        let h = PresentityUri::parse("sips:Example.ORG", UriMatch::CaseInsensitive).unwrap();
+        assert_eq!(h.as_str(), "sips:example.org");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! each registered dialog holds a [`WatcherSlot`] for its watcher until its entry goes).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -433,9 +434,12 @@ pub fn transaction_key(req: &Request) -> TransactionKey {
     let top = req.vias.first();
     match top.and_then(|v| v.branch.as_deref()) {
         Some(b) if b.starts_with("z9hG4bK") => {
-            let v = top
-                .map(|v| format!("{}:{}", v.host, v.port.unwrap_or(5060)))
-                .unwrap_or_default();
+            let mut v = String::with_capacity(64);
+            if let Some(top) = top {
+                v.push_str(&top.host);
+                v.push(':');
+                let _ = write!(v, "{}", top.port.unwrap_or(5060)); // into a String: cannot fail
+            }
             TransactionKey::rfc3261(b, &v, method)
         }
         _ => TransactionKey::rfc2543(

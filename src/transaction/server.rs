@@ -84,7 +84,10 @@ impl TransactionKey {
     /// The RFC 3261 key: the top Via's `branch` (carrying the `z9hG4bK` cookie, compared
     /// exactly), its sent-by (`host[:port]`, host case-insensitive) and the request method.
     pub fn rfc3261(branch: &str, sent_by: &str, method: &str) -> Self {
-        Self::build("3261", &[branch, &sent_by.to_ascii_lowercase(), method])
+        match sent_by.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Self::build("3261", &[branch, &sent_by.to_ascii_lowercase(), method]),
+            false => Self::build("3261", &[branch, sent_by, method]),
+        }
     }
 
     /// The RFC 2543 fallback key for requests whose branch lacks the magic cookie

@@ -83,6 +83,9 @@ struct Inner {
     server: String,
     udp_local: Option<SocketAddr>,
     tcp_local: Option<SocketAddr>,
+    /// The IP text of `udp_local` and `tcp_local`, written once (every NOTIFY's Via).
+    udp_host: String,
+    tcp_host: String,
 }
 
 impl SipSender {
@@ -94,6 +97,7 @@ impl SipSender {
         tcp_local: Option<SocketAddr>,
     ) -> Self {
         let udp_local = udp.as_ref().and_then(|s| s.local_addr().ok());
+        let host = |a: Option<SocketAddr>| a.map(|a| a.ip().to_string()).unwrap_or_default();
         SipSender {
             inner: Arc::new(Inner {
                 udp,
@@ -101,6 +105,8 @@ impl SipSender {
                 server,
                 udp_local,
                 tcp_local,
+                udp_host: host(udp_local),
+                tcp_host: host(tcp_local.or(udp_local)),
             }),
         }
     }
@@ -116,6 +122,16 @@ impl SipSender {
             Proto::Udp => self.inner.udp_local,
             Proto::Tcp => self.inner.tcp_local.or(self.inner.udp_local),
         }
+    }
+
+    /// Our Via sent-by for `proto`: the IP as text and the port of [`Self::local_addr`].
+    pub fn sent_by(&self, proto: Proto) -> Option<(&str, u16)> {
+        let addr = self.local_addr(proto)?;
+        let host = match proto {
+            Proto::Udp => &self.inner.udp_host,
+            Proto::Tcp => &self.inner.tcp_host,
+        };
+        Some((host, addr.port()))
     }
 
     /// Whether a listener of `proto` exists.

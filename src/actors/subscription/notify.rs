@@ -32,7 +32,7 @@ impl SubscriptionActor {
             self.ctx.metrics.notify_failed("no_target");
             return false;
         };
-        let Some(local) = self.ctx.sender.local_addr(target.proto) else {
+        let Some((via_host, via_port)) = self.ctx.sender.sent_by(target.proto) else {
             tracing::info!(dialog = %d.id, "NOTIFY not sent: no listener for {}", target.proto.as_str());
             self.ctx.metrics.notify_failed("transport");
             return false;
@@ -64,8 +64,8 @@ impl SubscriptionActor {
             request_uri: &d.contact,
             route: &d.route_set,
             via_transport: target.proto.via_name(),
-            via_host: &local.ip().to_string(),
-            via_port: local.port(),
+            via_host,
+            via_port,
             branch: &branch,
             from_uri: &d.to_uri,
             from_tag: &d.id.local_tag,
