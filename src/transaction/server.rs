@@ -9,18 +9,19 @@
 //! * Every entry has exactly one live deadline: 64·T1 after creation while no final response
 //!   is recorded (a lost response must not pin memory), Timer J after the final response.
 //!   Over a reliable transport Timer J is zero, so the entry goes the moment it completes.
-//! * Expiry is a min-heap with lazy deletion: every push is numbered, and a heap item is live
-//!   when its number is its entry's (equal deadlines leave the heap in push order). Stale
-//!   items at the top are popped after every mutation, so [`next_deadline`] is exact; stale
-//!   items deeper down are bounded by a compaction that rebuilds the heap once it holds more
+//! * Expiry is a deadline queue with lazy deletion ([`due`]: a FIFO for the in-order pushes
+//!   that are nearly all of them, a min-heap for the rest): every push is numbered, and an
+//!   item is live when its number is its entry's (equal deadlines leave the queue in push
+//!   order). Stale items at the front are popped after every mutation, so [`next_deadline`]
+//!   is exact; stale items deeper down are bounded by a compaction that rebuilds the queue
+//!   once it holds more
 //!   than twice the live entries plus 1024 (amortised O(1) per operation, since each
 //!   operation leaves at most one stale item). Nothing scans the table on a timer tick.
 //! * The first final response wins: a second one for the same transaction is ignored.
 //!
 //! [`next_deadline`]: ServerTransactions::next_deadline
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, LazyLock};
@@ -30,6 +31,9 @@ use bytes::Bytes;
 
 use crate::clock::Timestamp;
 use crate::transaction::timers::Timers;
+use due::{Due, DueQueue};
+
+mod due;
 
 /// Identifies a server transaction (RFC 3261 §17.2.3). Built by the caller from the request's
 /// top Via and start line; ACK and CANCEL never reach this table.
@@ -155,8 +159,8 @@ pub struct ServerTransactions {
     timers: Timers,
     max_entries: usize,
     entries: HashMap<TransactionKey, Entry, BuildHasherDefault<Prehashed>>,
-    due: BinaryHeap<Reverse<Due>>,
-    /// Numbers heap items in push order: the tie-break between equal deadlines.
+    due: DueQueue,
+    /// Numbers queued deadlines in push order: the tie-break between equal deadlines.
     pushed: u64,
 }
 
@@ -174,7 +178,7 @@ struct Entry {
     reliable: bool,
     /// The one live deadline of this entry.
     deadline: Timestamp,
-    /// The number of its heap item for that deadline; items with another number are stale.
+    /// The number of its queued item for that deadline; items with another number are stale.
     seq: u64,
 }
 
@@ -188,53 +192,16 @@ enum State {
     Completed(Bytes),
 }
 
-/// Queues a heap item for `key`'s deadline `at`; returns its number, which the entry keeps
+/// Queues an item for `key`'s deadline `at`; returns its number, which the entry keeps
 /// to mark it live. (Over the fields, so a caller may hold its entry meanwhile.)
-fn push_due(
-    due: &mut BinaryHeap<Reverse<Due>>,
-    pushed: &mut u64,
-    at: Timestamp,
-    key: &TransactionKey,
-) -> u64 {
+fn push_due(due: &mut DueQueue, pushed: &mut u64, at: Timestamp, key: &TransactionKey) -> u64 {
     *pushed += 1;
-    due.push(Reverse(Due {
+    due.push(Due {
         at,
         seq: *pushed,
         key: key.clone(),
-    }));
+    });
     *pushed
-}
-
-/// A heap item, ordered by deadline, then push order.
-#[derive(Debug)]
-struct Due {
-    at: Timestamp,
-    seq: u64,
-    key: TransactionKey,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
-    }
-}
-
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    /// By deadline, then push order: deterministic, so eviction order is predictable, and
-    /// no key text is compared.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.at
-            .cmp(&other.at)
-            .then_with(|| self.seq.cmp(&other.seq))
-    }
 }
 
 impl ServerTransactions {
@@ -244,7 +211,7 @@ impl ServerTransactions {
             timers,
             max_entries,
             entries: HashMap::default(),
-            due: BinaryHeap::new(),
+            due: DueQueue::default(),
             pushed: 0,
         }
     }
@@ -306,14 +273,14 @@ impl ServerTransactions {
     }
 
     /// Drops transactions whose Timer J fired and Trying/Proceeding entries older than 64·T1.
-    /// Returns how many were dropped. Cost: O(log n) per item due, nothing else.
+    /// Returns how many were dropped. Cost: O(1) per item due (O(log n) for the rare out-of-order one), nothing else.
     pub fn on_timer(&mut self, now: Timestamp) -> usize {
         self.purge_due(now)
     }
 
     /// When [`on_timer`](Self::on_timer) next has work to do; `None` when the table is empty.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.due.peek().map(|Reverse(item)| item.at)
+        self.due.peek().map(|item| item.at)
     }
 
     /// Number of live transactions.
@@ -332,14 +299,14 @@ impl ServerTransactions {
     /// 503 until Timer J fires would be a severe one. Entries still waiting for their answer
     /// are never dropped: when the oldest live entry is one, nothing is evicted.
     fn evict_oldest_completed(&mut self) -> bool {
-        while let Some(Reverse(top)) = self.due.peek() {
+        while let Some(top) = self.due.peek() {
             let live = self.entries.get(&top.key).filter(|e| e.seq == top.seq);
             match live.map(|e| matches!(e.state, State::Completed(_))) {
                 None => {
-                    self.due.pop(); // stale heap item
+                    self.due.pop(); // stale item
                 }
                 Some(true) => {
-                    let Some(Reverse(item)) = self.due.pop() else {
+                    let Some(item) = self.due.pop() else {
                         return false;
                     };
                     self.entries.remove(&item.key);
@@ -352,7 +319,7 @@ impl ServerTransactions {
         false
     }
 
-    /// Whether a heap item is its entry's live deadline.
+    /// Whether a queued item is its entry's live deadline.
     fn is_live(&self, item: &Due) -> bool {
         self.entries
             .get(&item.key)
@@ -366,11 +333,11 @@ impl ServerTransactions {
 
     fn purge_due(&mut self, now: Timestamp) -> usize {
         let mut dropped = 0;
-        while let Some(Reverse(top)) = self.due.peek() {
+        while let Some(top) = self.due.peek() {
             if top.at > now {
                 break;
             }
-            let Some(Reverse(item)) = self.due.pop() else {
+            let Some(item) = self.due.pop() else {
                 break;
             };
             if self.is_live(&item) {
@@ -382,35 +349,28 @@ impl ServerTransactions {
         dropped
     }
 
-    /// Restores the heap invariants: no stale item on top, stale items bounded.
+    /// Restores the queue invariants: no stale item on top, stale items bounded.
     fn settle(&mut self) {
-        while let Some(Reverse(top)) = self.due.peek() {
+        while let Some(top) = self.due.peek() {
             if self.is_live(top) {
                 break;
             }
             self.due.pop();
         }
         if self.due.len() > 2 * self.entries.len() + COMPACT_SLACK {
-            self.due = self
-                .entries
-                .iter()
-                .map(|(key, e)| {
-                    Reverse(Due {
-                        at: e.deadline,
-                        seq: e.seq,
-                        key: key.clone(),
-                    })
-                })
-                .collect();
+            let live = self.entries.iter().map(|(key, e)| Due {
+                at: e.deadline,
+                seq: e.seq,
+                key: key.clone(),
+            });
+            self.due.rebuild(live);
         }
         // A burst leaves tables sized for its peak (a hash map never shrinks by itself):
         // give the memory back once it is mostly unused, keeping room to grow again.
         if self.entries.capacity() > 4 * self.entries.len() + SHRINK_SLACK {
             self.entries.shrink_to(2 * self.entries.len());
         }
-        if self.due.capacity() > 4 * self.due.len() + SHRINK_SLACK {
-            self.due.shrink_to(2 * self.due.len());
-        }
+        self.due.shrink(SHRINK_SLACK);
     }
 }
 

@@ -241,7 +241,7 @@ fn tables_give_back_a_burst_once_it_has_expired() {
     );
     assert!(
         t.due.capacity() <= SHRINK_SLACK,
-        "heap keeps {}",
+        "queue keeps {}",
         t.due.capacity()
     );
 }
