@@ -110,7 +110,12 @@ mod tests {
     fn events_reach_listeners_and_cost_nothing_without_them() {
         let bus = EventBus::default();
         assert!(!bus.active());
-        bus.emit("publish", "sip:a@b", "presence", || serde_json::json!({}));
+        let built = std::cell::Cell::new(false);
+        bus.emit("publish", "sip:a@b", "presence", || {
+            built.set(true);
+            serde_json::json!({})
+        });
+        assert!(!built.get(), "the detail was built with nobody listening");
         let mut rx = bus.subscribe();
         assert!(bus.active());
         bus.emit(
