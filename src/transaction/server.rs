@@ -14,9 +14,9 @@
 //!   item is live when its number is its entry's (equal deadlines leave the queue in push
 //!   order). Stale items at the front are popped after every mutation, so [`next_deadline`]
 //!   is exact; stale items deeper down are bounded by a compaction that rebuilds the queue
-//!   once it holds more
-//!   than twice the live entries plus 1024 (amortised O(1) per operation, since each
-//!   operation leaves at most one stale item). Nothing scans the table on a timer tick.
+//!   once it holds more than twice the live entries plus 1024 (amortised O(1) per
+//!   operation, since each operation leaves at most one stale item). Nothing scans the
+//!   table on a timer tick.
 //! * The first final response wins: a second one for the same transaction is ignored.
 //!
 //! [`next_deadline`]: ServerTransactions::next_deadline
@@ -160,8 +160,6 @@ pub struct ServerTransactions {
     max_entries: usize,
     entries: HashMap<TransactionKey, Entry, BuildHasherDefault<Prehashed>>,
     due: DueQueue,
-    /// Numbers queued deadlines in push order: the tie-break between equal deadlines.
-    pushed: u64,
 }
 
 /// Heap items allowed beyond the live ones before a compaction is considered.
@@ -192,18 +190,6 @@ enum State {
     Completed(Bytes),
 }
 
-/// Queues an item for `key`'s deadline `at`; returns its number, which the entry keeps
-/// to mark it live. (Over the fields, so a caller may hold its entry meanwhile.)
-fn push_due(due: &mut DueQueue, pushed: &mut u64, at: Timestamp, key: &TransactionKey) -> u64 {
-    *pushed += 1;
-    due.push(Due {
-        at,
-        seq: *pushed,
-        key: key.clone(),
-    });
-    *pushed
-}
-
 impl ServerTransactions {
     /// An empty table holding at most `max_entries` transactions.
     pub fn new(timers: Timers, max_entries: usize) -> Self {
@@ -212,7 +198,6 @@ impl ServerTransactions {
             max_entries,
             entries: HashMap::default(),
             due: DueQueue::default(),
-            pushed: 0,
         }
     }
 
@@ -233,7 +218,7 @@ impl ServerTransactions {
             return Verdict::Overloaded;
         }
         let deadline = now.plus(self.processing_limit());
-        let seq = push_due(&mut self.due, &mut self.pushed, deadline, key);
+        let seq = self.due.push(deadline, key);
         self.entries.insert(
             key.clone(),
             Entry {
@@ -267,7 +252,7 @@ impl ServerTransactions {
         } else {
             entry.state = State::Completed(bytes);
             entry.deadline = now.plus(timer_j);
-            entry.seq = push_due(&mut self.due, &mut self.pushed, entry.deadline, key);
+            entry.seq = self.due.push(entry.deadline, key);
         }
         self.settle();
     }

@@ -50,16 +50,27 @@ impl Ord for Due {
 pub(super) struct DueQueue {
     fifo: VecDeque<Due>,
     heap: BinaryHeap<Reverse<Due>>,
+    /// Numbers pushes (the tie-break between equal deadlines); never reset, so a number
+    /// names one push for the table's whole life.
+    pushed: u64,
 }
 
 impl DueQueue {
-    /// Queues `item`. Push numbers grow, so an item no earlier than the FIFO's last one
-    /// sorts after it.
-    pub(super) fn push(&mut self, item: Due) {
+    /// Queues `key`'s deadline `at` and returns its push number, which the caller keeps to
+    /// tell this item from stale ones. Numbers grow, so an item no earlier than the FIFO's
+    /// last one sorts after it.
+    pub(super) fn push(&mut self, at: Timestamp, key: &TransactionKey) -> u64 {
+        self.pushed += 1;
+        let item = Due {
+            at,
+            seq: self.pushed,
+            key: key.clone(),
+        };
         match self.fifo.back() {
             Some(last) if item.at < last.at => self.heap.push(Reverse(item)),
             _ => self.fifo.push_back(item),
         }
+        self.pushed
     }
 
     /// Whether the next item comes from the FIFO (else from the heap).
@@ -122,11 +133,15 @@ impl DueQueue {
 mod tests {
     use super::*;
 
+    fn key() -> TransactionKey {
+        TransactionKey::rfc3261("z9hG4bK1", "a:5060", "PUBLISH")
+    }
+
     fn due(at_ms: u64, seq: u64) -> Due {
         Due {
             at: Timestamp(at_ms),
             seq,
-            key: TransactionKey::rfc3261("z9hG4bK1", "a:5060", "PUBLISH"),
+            key: key(),
         }
     }
 
@@ -135,23 +150,24 @@ mod tests {
         let mut q = DueQueue::default();
         // In order, a step back, equal deadlines, and one far ahead.
         for (i, at) in [10, 20, 20, 5, 30, 15, 20, 100, 1].into_iter().enumerate() {
-            q.push(due(at, i as u64));
+            assert_eq!(q.push(Timestamp(at), &key()), i as u64 + 1);
         }
         assert_eq!(q.len(), 9);
         let mut out = Vec::new();
         while let Some(d) = q.pop() {
             out.push((d.at.0, d.seq));
         }
+        // (deadline, push number); numbers start at 1.
         let want = vec![
-            (1, 8),
-            (5, 3),
-            (10, 0),
-            (15, 5),
-            (20, 1),
+            (1, 9),
+            (5, 4),
+            (10, 1),
+            (15, 6),
             (20, 2),
-            (20, 6),
-            (30, 4),
-            (100, 7),
+            (20, 3),
+            (20, 7),
+            (30, 5),
+            (100, 8),
         ];
         assert_eq!(out, want);
         assert!(q.peek().is_none());
@@ -160,10 +176,16 @@ mod tests {
     #[test]
     fn rebuild_keeps_the_order_and_peek_matches_pop() {
         let mut q = DueQueue::default();
-        q.rebuild([due(30, 3), due(10, 1), due(20, 2)].into_iter());
-        q.push(due(5, 4));
-        assert_eq!(q.peek().map(|d| d.seq), Some(4));
+        let seqs: Vec<u64> = [30, 10, 20]
+            .map(|at| q.push(Timestamp(at), &key()))
+            .to_vec();
+        // A compaction hands back the live items in any order.
+        q.rebuild([due(30, seqs[0]), due(20, seqs[2]), due(10, seqs[1])].into_iter());
+        assert_eq!(q.len(), 3);
+        let seq = q.push(Timestamp(5), &key());
+        assert!(!seqs.contains(&seq), "push numbers go on after a rebuild");
+        assert_eq!(q.peek().map(|d| d.seq), Some(seq));
         let order: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|d| d.seq).collect();
-        assert_eq!(order, vec![4, 1, 2, 3]);
+        assert_eq!(order, vec![seq, seqs[1], seqs[2], seqs[0]]);
     }
 }
