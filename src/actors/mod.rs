@@ -22,7 +22,10 @@
 //!
 //! * **Ordering**: messages from one sender to one actor are delivered in order (actix
 //!   mailboxes are FIFO). A shard's messages to an actor therefore arrive before the shard's
-//!   `Stop`.
+//!   `Stop`. Datagrams are not ordered: every Arbiter reads the UDP socket, so two datagrams
+//!   of one dialog may reach its shard in either order, as UDP itself may deliver them (a
+//!   NOTIFY's 200 after the un-SUBSCRIBE that follows it: the terminal NOTIFY waits for it,
+//!   one NOTIFY in flight).
 //! * **Backpressure**: messages caused by network input are sent with `try_send`; a full
 //!   mailbox (`[limits] mailbox_size`) is answered with 503 + Retry-After. `do_send` is used
 //!   only for internal messages whose count is bounded by state (fan-out to existing

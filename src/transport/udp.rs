@@ -1,7 +1,9 @@
-//! The UDP listener: one receive loop per socket. Oversized datagrams are dropped with a log
-//! line (SPEC §2 `max_message_size`) and counted (`presenced_limit_hits_total{limit=
-//! "message_size"}`); everything else goes through [`super::handle_bytes`]. Also sizes the
-//! socket's kernel receive buffer (`[sip] udp_recv_buffer`).
+//! The UDP listener: a receive loop per socket and Arbiter, each reading its own duplicate of
+//! the socket's descriptor (see [`crate::node`] for why every Arbiter reads). Oversized
+//! datagrams are dropped with a log line (SPEC §2 `max_message_size`) and counted
+//! (`presenced_limit_hits_total{limit="message_size"}`); everything else goes through
+//! [`super::handle_bytes`]. Also sizes the socket's kernel receive buffer (`[sip]
+//! udp_recv_buffer`).
 //!
 //! The socket is registered with the reactor for readability only. A socket registered for
 //! writability too (as `tokio::net::UdpSocket` is) gets an edge-triggered `EPOLLOUT` each
