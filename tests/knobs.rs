@@ -201,22 +201,47 @@ fn subs_remove_match_decides_which_notify_replies_count() {
     // A 481 whose Call-ID does not match the dialog: with subs_remove_match = 0 the To-tag
     // (our From-tag) alone matches and the subscription is removed; with 1 the whole dialog
     // must match, so the reply is ignored and the subscription stays.
+    //
+    // Every Arbiter reads the socket, so datagrams sent back to back may be handled in
+    // either order (as UDP may deliver them): each step waits for the forged reply's effect
+    // before the next datagram leaves.
+    let has_subscribers = |node: &TestNode| {
+        node.rpc(
+            "presence.has_subscribers",
+            serde_json::json!([ALICE, "presence"]),
+        )
+    };
     for (mode, removed) in [(0, true), (1, false)] {
-        let node = TestNode::start(&format!("[presence]\nsubs_remove_match = {mode}\n"));
+        let node = TestNode::start(&format!(
+            "[presence]\nsubs_remove_match = {mode}\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+        ));
         let mut c = UdpClient::new(node.udp);
         c.auto_answer = None;
         let p = c.port();
         c.send(&subscribe(ALICE, p, "rm", 1, ""));
         let tag = c.response("rm", "SUBSCRIBE").to.tag.unwrap();
         let n = c.notify("rm");
+        assert_eq!(has_subscribers(&node), serde_json::json!(true));
         let forged = answer(&n, 481).replace("Call-ID: rm", "Call-ID: someone-else");
         c.sock.send_to(forged.as_bytes(), c.server).unwrap();
-        // Then the real 200, so that nothing else removes it.
-        c.sock
-            .send_to(answer(&n, 200).as_bytes(), c.server)
-            .unwrap();
-        // No wait needed: replies and the refresh reach the dialog's actor through its shard
-        // in the order they were sent.
+        if removed {
+            // The forged reply ended the subscription.
+            assert!(
+                eventually(WAIT, || has_subscribers(&node) == serde_json::json!(false)),
+                "subs_remove_match = {mode}: the forged 481 did not remove the subscription"
+            );
+        } else {
+            // Ignored: the NOTIFY transaction stays open and the NOTIFY is retransmitted
+            // (Timer E); then the real 200 ends it.
+            let again = c.notify("rm");
+            assert_eq!(
+                again.cseq.seq, n.cseq.seq,
+                "a retransmission of the same NOTIFY"
+            );
+            c.sock
+                .send_to(answer(&n, 200).as_bytes(), c.server)
+                .unwrap();
+        }
         c.auto_answer = Some(200);
         c.send(&resubscribe(ALICE, p, "rm", 2, &tag, 300));
         let status = c.response("rm", "SUBSCRIBE").status;

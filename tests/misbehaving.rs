@@ -43,20 +43,6 @@ fn failed(node: &TestNode, reason: &str) -> u64 {
     metric(node, &format!("{FAILED}{{reason=\"{reason}\"}}"))
 }
 
-/// Polls `cond` every 50 ms until it holds or `within` has passed; whether it held.
-fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `/debug/subscriptions/{tag}`: the view, or `None` once the dialog is gone (404).
 fn debug_sub(node: &TestNode, tag: &str) -> Option<serde_json::Value> {
     let admin = node.admin.expect("admin endpoint");

@@ -421,6 +421,20 @@ impl TestNode {
     }
 }
 
+/// Polls `cond` every 50 ms until it holds or `within` has passed; whether it held.
+pub fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// An HTTP client for the admin endpoint: non-2xx answers are answers, not errors.
 pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
