@@ -400,9 +400,7 @@ pub async fn start_with_hooks(
         None => None,
     };
 
-    // Every arbiter reads every UDP socket (a duplicate descriptor each): whichever thread is
-    // free takes the next datagram, so receiving and parsing are shared by the cores the way
-    // Kamailio's UDP workers share one socket, instead of one thread doing it for all.
+    // A receive loop per socket and Arbiter (why: the module doc).
     for s in udp_sockets {
         for arbiter in &arbiters {
             let s = s.try_clone().map_err(|source| StartError::Bind {

@@ -258,7 +258,8 @@ impl ServerTransactions {
     }
 
     /// Drops transactions whose Timer J fired and Trying/Proceeding entries older than 64·T1.
-    /// Returns how many were dropped. Cost: O(1) per item due (O(log n) for the rare out-of-order one), nothing else.
+    /// Returns how many were dropped. Cost: O(1) per item due (O(log n) for the rare
+    /// out-of-order one), nothing else.
     pub fn on_timer(&mut self, now: Timestamp) -> usize {
         self.purge_due(now)
     }
